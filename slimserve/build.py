@@ -1,0 +1,162 @@
+"""`slimserve build`: recipe -> variants in the catalog. Orchestration only; methods live in their modules."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from .catalog import Catalog, VariantRow
+from .errors import UserError
+from .manifest import MANIFEST_VERSION, file_table, now_iso, versions, weight_bytes
+from .recipe import Recipe, load_recipe, steps_of
+from .sources import ResolvedBase, resolve_base, sha256_file
+from .steps import DISCRIMINATOR, STEPS, StepContext
+from .writers import WRITERS
+
+log = logging.getLogger("slimserve")
+console = Console(stderr=True)
+
+
+def build(
+    recipe: str | Path,
+    *,
+    catalog: str | Path | None = None,
+    variants: list[str] | None = None,
+    force: bool = False,
+) -> list[VariantRow]:
+    """Build every variant of a recipe (or the named subset) into the catalog.
+
+    >>> slimserve.build("recipes/llama-int4.yaml", catalog="catalog")
+    """
+    recipe_file = str(recipe)
+    r = load_recipe(recipe_file)
+    chosen = _choose(r, variants, recipe_file)
+    cat = Catalog.open(catalog)
+    existing = [v.name for v in chosen if cat.exists(v.name)]
+    if existing and not force:
+        raise UserError(
+            f"variant(s) {', '.join(existing)} already exist in catalog '{cat.root}'",
+            file=recipe_file,
+            field="variants[].name",
+            hint="Use --force to rebuild them, or pick other names",
+        )
+    base = resolve_base(r.base, file=recipe_file)
+    recipe_info = {"name": r.name, "file": recipe_file, "hash": r.content_hash(), "file_sha256": sha256_file(Path(recipe_file))}
+    rows = []
+    for i, v in enumerate(chosen, 1):
+        console.print(f"[bold]\\[{i}/{len(chosen)}][/bold] building {v.name} ({v.tier})")
+        rows.append(_build_variant(cat, r, v, base, recipe_info, recipe_file, force))
+        row = rows[-1]
+        console.print(
+            f"  -> {row.path}  {row.format}  {row.size_bytes / 1e6:.1f} MB  "
+            f"{row.manifest['bits_per_weight']:.2f} bits/weight  {row.manifest['build_seconds']:.1f}s"
+        )
+    return rows
+
+
+def _choose(r: Recipe, names: list[str] | None, file: str):
+    if not names:
+        return list(r.variants)
+    known = {v.name: v for v in r.variants}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UserError(f"recipe has no variant {', '.join(unknown)}", file=file, field="variants", allowed=list(known))
+    return [known[n] for n in names]
+
+
+def load_base_model(base: ResolvedBase, trust_remote_code: bool = False):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32, trust_remote_code=trust_remote_code).eval()
+
+
+def count_params(model) -> int:
+    """Dense-equivalent parameter count (packed bitsandbytes weights count their logical shape)."""
+    seen, total = set(), 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        qs = getattr(p, "quant_state", None)
+        total += qs.shape.numel() if qs is not None and hasattr(qs, "shape") else p.numel()
+    return total
+
+
+def _build_variant(cat: Catalog, r: Recipe, v, base: ResolvedBase, recipe_info: dict, recipe_file: str, force: bool):
+    from transformers import AutoTokenizer
+
+    t0 = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(base.path, trust_remote_code=r.base.trust_remote_code)
+    with cat.staging(v.name) as tmp:
+        model = load_base_model(base, r.base.trust_remote_code)
+        steps_record = []
+        ctx = None
+        for j, (kind, cfg) in enumerate(steps_of(v)):
+            method = getattr(cfg, DISCRIMINATOR[kind])
+            idx = r.variants.index(v)
+            ctx = ctx or StepContext(base_dir=base.path, work_dir=tmp, tokenizer=tokenizer, field="", recipe_file=recipe_file)
+            ctx.field = f"variants[{idx}].steps[{j}].{kind}"
+            ctx.records = {}
+            spec = STEPS[kind].get(method, field=ctx.field, file=recipe_file)
+            ts = time.perf_counter()
+            model = spec.apply(model, cfg, ctx)
+            steps_record.append(
+                {
+                    "kind": kind,
+                    DISCRIMINATOR[kind]: method,
+                    "settings": cfg.model_dump(mode="json"),
+                    "summary": cfg.summary(),
+                    "seconds": round(time.perf_counter() - ts, 2),
+                    "records": ctx.records,
+                }
+            )
+        ctx = ctx or StepContext(base_dir=base.path, work_dir=tmp, tokenizer=tokenizer, field="", recipe_file=recipe_file)
+        if ctx.skipped:
+            console.print(f"  skipped {len(ctx.skipped)} layer(s): " + "; ".join(f"{k} ({w})" for k, w in ctx.skipped.items()))
+        params = count_params(model)
+        extra = WRITERS.get(ctx.artifact_format)(model, tmp, ctx)
+        if not (tmp / "tokenizer_config.json").is_file():
+            tokenizer.save_pretrained(tmp)
+        files = file_table(tmp)
+        wbytes = weight_bytes(files)
+        manifest = {
+            "manifest_version": MANIFEST_VERSION,
+            "name": v.name,
+            "tier": v.tier,
+            "reference": v.reference,
+            "description": v.description,
+            "format": ctx.artifact_format,
+            "method": " + ".join(s["summary"] for s in steps_record) or "reference (fp32)",
+            "steps": steps_record,
+            "gates": v.gates.model_dump(mode="json") if v.gates else None,
+            "skipped_layers": ctx.skipped,
+            "quantized_layers": ctx.layers,
+            "params": params,
+            "bits_per_weight": 8 * wbytes / params if params else None,
+            "size_bytes": wbytes,
+            "files": files,
+            "base": {
+                "source": base.source,
+                "kind": base.kind,
+                "source_hash": base.source_hash,
+                "trust_remote_code": r.base.trust_remote_code,
+                "config": _config_summary(model),
+            },
+            "recipe": recipe_info,
+            "versions": versions(),
+            "built_at": now_iso(),
+            "build_seconds": round(time.perf_counter() - t0, 2),
+            **extra,
+        }
+        return cat.commit(tmp, manifest, force=force)
+
+
+def _config_summary(model) -> dict:
+    c = model.config
+    keys = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+            "intermediate_size", "vocab_size", "max_position_embeddings", "tie_word_embeddings")
+    return {k: getattr(c, k, None) for k in keys}

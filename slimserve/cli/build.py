@@ -1,0 +1,30 @@
+"""slimserve build RECIPE"""
+
+from __future__ import annotations
+
+import argparse
+
+from . import catalog_arg, kwargs_of
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "build",
+        help="build every variant a recipe declares into the catalog",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  slimserve build recipes/llama-int4.yaml\n"
+        "  slimserve build recipes/llama-int4.yaml --variant smollm2-int4-g128 --force\n"
+        "  slimserve build recipes/llama-int4.yaml --catalog /data/catalog",
+    )
+    p.add_argument("recipe", help="recipe YAML file")
+    catalog_arg(p)
+    p.add_argument("--variant", dest="variants", action="append", metavar="NAME", help="build only this variant (repeatable)")
+    p.add_argument("--force", action="store_true", help="replace variants that already exist")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..build import build
+
+    build(args.recipe, **kwargs_of(args, "catalog", "variants", "force"))
+    return 0

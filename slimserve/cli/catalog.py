@@ -1,0 +1,132 @@
+"""slimserve catalog list|show|remove (plus the router's tier/export/add-external)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import catalog_arg
+
+
+def register(sub) -> None:
+    p = sub.add_parser("catalog", help="inspect and manage the catalog of built variants")
+    cs = p.add_subparsers(dest="catalog_command", metavar="SUBCOMMAND", required=True)
+    ls = cs.add_parser(
+        "list",
+        help="table of variants (with benchmark results once measured)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  slimserve catalog list\n  slimserve catalog list --json",
+    )
+    catalog_arg(ls)
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.set_defaults(func=list_cmd)
+    sh = cs.add_parser(
+        "show",
+        help="a variant's manifest",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  slimserve catalog show smollm2-int4-g128 --json",
+    )
+    sh.add_argument("name")
+    catalog_arg(sh)
+    sh.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    sh.set_defaults(func=show_cmd)
+    rm = cs.add_parser("remove", help="delete a variant", epilog="example:\n  slimserve catalog remove smollm2-int8")
+    rm.add_argument("name")
+    catalog_arg(rm)
+    rm.set_defaults(func=remove_cmd)
+    try:
+        from .router import register_catalog_commands
+    except ImportError:
+        return
+    register_catalog_commands(cs)
+
+
+def list_rows(catalog=None) -> list[dict]:
+    """Rows of `catalog list`: build facts plus the latest benchmark summary where measured."""
+    from ..catalog import Catalog
+
+    cat = Catalog.open(catalog)
+    extra = {}
+    try:
+        from ..bench.store import summary_columns
+    except ImportError:
+        summary_columns = None
+    if summary_columns is not None:
+        extra = summary_columns(cat)
+    rows = []
+    for v in cat.variants():
+        row = {
+            "name": v.name,
+            "tier": v.tier,
+            "method": v.method,
+            "format": v.format,
+            "bits": round(v.bits, 2) if v.bits is not None else None,
+            "size_mb": round(v.size_bytes / 1e6, 1) if v.size_bytes else None,
+            "params": v.params,
+            "status": v.status,
+        }
+        row.update(extra.get(v.name, {}))
+        rows.append(row)
+    return rows
+
+
+def list_cmd(args) -> int:
+    rows = list_rows(args.catalog)
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2)
+        print()
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    if not rows:
+        print("catalog is empty: build one with `slimserve build RECIPE`")
+        return 0
+    table = Table(title="slimserve catalog")
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    for c in cols:
+        table.add_column(c, justify="right" if c not in ("name", "tier", "method", "format", "status") else "left")
+    for r in rows:
+        table.add_row(*[_fmt(r.get(c)) for c in cols])
+    Console().print(table)
+    return 0
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, int) and v > 10**6:
+        return f"{v / 1e6:.1f}M"
+    return str(v)
+
+
+def show_cmd(args) -> int:
+    from ..catalog import Catalog
+
+    v = Catalog.open(args.catalog).get(args.name)
+    if args.json:
+        json.dump(v.manifest, sys.stdout, indent=2, sort_keys=True)
+        print()
+        return 0
+    m = v.manifest
+    print(f"{m['name']}  tier={m['tier']}  format={m['format']}  method={m['method']}")
+    print(f"path: {v.path}")
+    print(f"params: {m['params']:,}  size: {m['size_bytes'] / 1e6:.1f} MB  bits/weight: {m['bits_per_weight']:.2f}")
+    print(f"base: {m['base']['source']} ({m['base']['kind']}, sha256 {m['base']['source_hash'][:16]})")
+    print(f"recipe: {m['recipe']['file']} ({m['recipe']['name']}, {m['recipe']['hash'][:16]})")
+    for s in m["steps"]:
+        print(f"step: {s['kind']}: {s['summary']}  ({s['seconds']}s)")
+    for name, why in m.get("skipped_layers", {}).items():
+        print(f"skipped: {name}: {why}")
+    return 0
+
+
+def remove_cmd(args) -> int:
+    from ..catalog import Catalog
+
+    Catalog.open(args.catalog, create=False).remove(args.name)
+    print(f"removed {args.name}")
+    return 0

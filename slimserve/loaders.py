@@ -1,0 +1,80 @@
+"""Load a built variant. The manifest says what it is; the directory name never does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+from .errors import DependencyError, UserError
+from .registry import Registry
+
+# fn(path, manifest, device) -> (model, tokenizer)
+LOADERS: Registry[Callable[[Path, dict, str], tuple]] = Registry("artifact format")
+
+
+def read_manifest(path: str | Path) -> dict:
+    p = Path(path)
+    mf = p / "manifest.json"
+    if not mf.is_file():
+        raise UserError(f"'{p}' is not a slimserve variant (no manifest.json)")
+    return json.loads(mf.read_text())
+
+
+def _hf(path: Path, manifest: dict, device: str):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    trc = bool(manifest.get("base", {}).get("trust_remote_code", False))
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, trust_remote_code=trc)
+    return model.to(device).eval(), AutoTokenizer.from_pretrained(path, trust_remote_code=trc)
+
+
+def _ct(path: Path, manifest: dict, device: str):
+    from .data import package_dir
+
+    if package_dir("compressed_tensors") is None:
+        raise DependencyError("compressed-tensors", "loading a compressed-tensors variant")
+    return _hf(path, manifest, device)
+
+
+def _bnb(path: Path, manifest: dict, device: str):
+    from .data import package_dir
+
+    if package_dir("bitsandbytes") is None:
+        raise DependencyError("bitsandbytes", "loading a bitsandbytes variant")
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, device_map=device)
+    return model.eval(), AutoTokenizer.from_pretrained(path)
+
+
+LOADERS.add("hf", _hf)
+LOADERS.add("compressed-tensors", _ct)
+LOADERS.add("bitsandbytes", _bnb)
+
+
+def _register_optional() -> None:
+    try:  # the ONNX loaders register themselves when their module is present
+        from .onnx import loader  # noqa: F401
+    except ImportError:
+        pass
+
+
+def load_variant(path: str | Path, device: str = "cpu") -> tuple:
+    """(model, tokenizer, manifest) of the variant at `path`."""
+    p = Path(path)
+    manifest = read_manifest(p)
+    if manifest.get("format") not in LOADERS:
+        _register_optional()
+    model, tok = LOADERS.get(manifest.get("format", "hf"), field="manifest.format", file=str(p / "manifest.json"))(
+        p, manifest, device
+    )
+    return model, tok, manifest
+
+
+def load(path: str | Path, device: str = "cpu") -> tuple:
+    """(model, tokenizer) of a built variant, ready for `model.generate`."""
+    model, tok, _ = load_variant(path, device)
+    return model, tok

@@ -1,0 +1,290 @@
+"""Build a fused ONNX decoder graph for Llama-family models straight from the PyTorch weights.
+
+The graph is the one onnxruntime-genai uses on CPU: packed QKV projection -> ``GroupQueryAttention`` (rotary inside,
+KV cache read and written in place when past and present share a buffer), ``SkipSimplifiedLayerNormalization`` for the
+residual adds, optional ``MatMulNBits`` int4/int8 weights including an *untied* lm_head. Its interface is the optimum /
+genai one (input_ids, attention_mask, past_key_values.N.key/value -> logits, present.N.key/value), so the same file
+runs in optimum's ORTModelForCausalLM (growing cache) and in slimserve's IO-binding loop (shared fixed-size buffer).
+
+Extra input ``logits_to_keep`` (int64 [1], default 0 = all positions) lets generation skip the lm_head for all but
+the last prompt position, as llama.cpp does.
+
+Static graphs (Inferentia-style buckets) come from the same builder with integer dims.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from ..errors import UserError
+from .packing import NBitsWeight, pack_nbits
+
+SUPPORTED_MODEL_TYPES = ("llama", "mistral")
+OPSET = 21
+MS = "com.microsoft"
+
+
+@dataclass(frozen=True)
+class DecoderSpec:
+    """The architecture numbers the graph needs, read from a transformers config."""
+
+    model_type: str
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    vocab: int
+    rms_eps: float
+    max_positions: int
+
+    @classmethod
+    def from_config(cls, cfg) -> DecoderSpec:
+        mt = getattr(cfg, "model_type", "?")
+        if mt not in SUPPORTED_MODEL_TYPES:
+            raise UserError(
+                f"the fused ONNX graph does not support model_type '{mt}'",
+                field="export.graph",
+                allowed=SUPPORTED_MODEL_TYPES,
+                hint="Use `graph: optimum` for the stock optimum-onnx export of other architectures",
+            )
+        bad = [k for k in ("attention_bias", "mlp_bias") if getattr(cfg, k, False)]
+        if getattr(cfg, "sliding_window", None):
+            bad.append("sliding_window")
+        if bad:
+            raise UserError(f"the fused ONNX graph does not support {', '.join(bad)}", field="export.graph")
+        if getattr(cfg, "hidden_act", "silu") != "silu":
+            raise UserError(f"hidden_act '{cfg.hidden_act}' is not supported", field="export.graph", allowed=["silu"])
+        head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        return cls(
+            model_type=mt,
+            layers=cfg.num_hidden_layers,
+            hidden=cfg.hidden_size,
+            heads=cfg.num_attention_heads,
+            kv_heads=getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads,
+            head_dim=head_dim,
+            intermediate=cfg.intermediate_size,
+            vocab=cfg.vocab_size,
+            rms_eps=float(cfg.rms_norm_eps),
+            max_positions=int(cfg.max_position_embeddings),
+        )
+
+
+@dataclass(frozen=True)
+class Dims:
+    """Graph I/O dims: strings are symbolic, ints make a static graph."""
+
+    batch: int | str = "batch_size"
+    seq: int | str = "sequence_length"
+    total: int | str = "total_sequence_length"
+    past: int | str = "past_sequence_length"
+    present: int | str = "present_sequence_length"
+    kept: int | str = "kept_sequence_length"
+
+    @property
+    def static(self) -> bool:
+        return all(isinstance(v, int) for v in vars(self).values())
+
+
+# A weight plan decides per linear layer how to store it: None keeps float MatMul, else the packed weight.
+WeightFn = Callable[[str, torch.Tensor], NBitsWeight | None]
+
+
+class _G:
+    """Tiny graph-assembly helper: unique names, initializers, nodes."""
+
+    def __init__(self):
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self._n = 0
+
+    def init(self, name: str, arr: np.ndarray) -> str:
+        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
+        return name
+
+    def const(self, arr, dtype=np.int64) -> str:
+        self._n += 1
+        return self.init(f"const_{self._n}", np.asarray(arr, dtype=dtype))
+
+    def op(self, op: str, inputs: list[str], n_out: int = 1, *, name: str, domain: str = "", **attrs) -> list[str]:
+        outs = [f"{name}/out{i}" if n_out > 1 else f"{name}/out" for i in range(n_out)]
+        self.nodes.append(helper.make_node(op, inputs, outs, name=name, domain=domain or None, **attrs))
+        return outs
+
+    def op1(self, op: str, inputs: list[str], *, name: str, domain: str = "", **attrs) -> str:
+        return self.op(op, inputs, 1, name=name, domain=domain, **attrs)[0]
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to(torch.float32).cpu().numpy()
+
+
+def _linear(g: _G, x: str, name: str, w: torch.Tensor, plan: WeightFn, accuracy_level: int) -> str:
+    """x @ W.T as MatMul (float) or MatMulNBits (packed), chosen by the plan."""
+    packed = plan(name, w)
+    if packed is None:
+        return g.op1("MatMul", [x, g.init(f"{name}.weight", _np(w).T)], name=f"{name}/MatMul")
+    ins = [x, g.init(f"{name}.qweight", packed.b), g.init(f"{name}.scales", packed.scales)]
+    if packed.zero_points is not None:
+        ins.append(g.init(f"{name}.qzeros", packed.zero_points))
+    return g.op1(
+        "MatMulNBits",
+        ins,
+        name=f"{name}/MatMulNBits",
+        domain=MS,
+        K=packed.k,
+        N=packed.n,
+        bits=packed.bits,
+        block_size=packed.block_size,
+        accuracy_level=accuracy_level,
+    )
+
+
+def rotary_caches(model, spec: DecoderSpec, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """cos/sin [length, head_dim/2] from the model's own rotary module (so rope scaling variants are honoured)."""
+    rot = model.model.rotary_emb
+    pos = torch.arange(length).unsqueeze(0)
+    dummy = torch.zeros(1, dtype=torch.float32)
+    with torch.no_grad():
+        cos, sin = rot(dummy, pos)
+    half = spec.head_dim // 2
+    return _np(cos[0, :, :half]), _np(sin[0, :, :half])
+
+
+def build_decoder(
+    model,
+    plan: WeightFn,
+    *,
+    dims: Dims = Dims(),
+    accuracy_level: int = 4,
+    cache_length: int | None = None,
+) -> onnx.ModelProto:
+    """The fused decoder graph of a Llama-family HF model (weights taken as they are, after any earlier steps)."""
+    spec = DecoderSpec.from_config(model.config)
+    g = _G()
+    f32, i64 = TensorProto.FLOAT, TensorProto.INT64
+    kv_shape_in = [dims.batch, spec.kv_heads, dims.past, spec.head_dim]
+    kv_shape_out = [dims.batch, spec.kv_heads, dims.present, spec.head_dim]
+    inputs = [
+        helper.make_tensor_value_info("input_ids", i64, [dims.batch, dims.seq]),
+        helper.make_tensor_value_info("attention_mask", i64, [dims.batch, dims.total]),
+    ]
+    outputs = [helper.make_tensor_value_info("logits", f32, [dims.batch, dims.kept, spec.vocab])]
+    for i in range(spec.layers):
+        for kv in ("key", "value"):
+            inputs.append(helper.make_tensor_value_info(f"past_key_values.{i}.{kv}", f32, kv_shape_in))
+            outputs.append(helper.make_tensor_value_info(f"present.{i}.{kv}", f32, kv_shape_out))
+
+    # seqlens_k = tokens seen - 1 per row; total = the longest row. Sum of the mask (not its width) so static graphs
+    # can pad the mask with zeros.
+    mask_sum = g.op1("ReduceSum", ["attention_mask", g.const([1])], name="mask/ReduceSum", keepdims=0)
+    seqlens = g.op1("Cast", [g.op1("Sub", [mask_sum, g.const(1)], name="mask/Sub")], name="mask/seqlens", to=6)
+    total = g.op1("Cast", [g.op1("ReduceMax", [mask_sum], name="mask/Max", keepdims=1)], name="mask/total", to=6)
+    total = g.op1("Reshape", [total, g.const([])], name="mask/total_scalar")
+
+    cos, sin = rotary_caches(model, spec, cache_length or spec.max_positions)
+    cos_n, sin_n = g.init("rotary.cos_cache", cos), g.init("rotary.sin_cache", sin)
+
+    m = model.model
+    emb = g.init("model.embed_tokens.weight", _np(m.embed_tokens.weight))
+    h = g.op1("Gather", [emb, "input_ids"], name="embed/Gather")
+    layers = m.layers
+    x = g.op1(
+        "SimplifiedLayerNormalization",
+        [h, g.init("model.layers.0.input_layernorm.weight", _np(layers[0].input_layernorm.weight))],
+        name="layers.0/input_norm",
+        epsilon=spec.rms_eps,
+        axis=-1,
+        stash_type=1,
+    )
+    res = h
+    for i, layer in enumerate(layers):
+        p = f"model.layers.{i}"
+        a = layer.self_attn
+        wqkv = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight], 0)
+        qkv = _linear(g, x, f"{p}.self_attn.qkv_proj", wqkv, plan, accuracy_level)
+        attn_out, pk, pv = g.op(
+            "GroupQueryAttention",
+            [qkv, "", "", f"past_key_values.{i}.key", f"past_key_values.{i}.value", seqlens, total, cos_n, sin_n],
+            3,
+            name=f"{p}/GroupQueryAttention",
+            domain=MS,
+            num_heads=spec.heads,
+            kv_num_heads=spec.kv_heads,
+            do_rotary=1,
+            rotary_interleaved=0,
+            scale=1.0 / math.sqrt(spec.head_dim),
+        )
+        g.nodes.append(helper.make_node("Identity", [pk], [f"present.{i}.key"], name=f"{p}/present_key"))
+        g.nodes.append(helper.make_node("Identity", [pv], [f"present.{i}.value"], name=f"{p}/present_value"))
+        o = _linear(g, attn_out, f"{p}.self_attn.o_proj", a.o_proj.weight, plan, accuracy_level)
+        ln2 = g.init(f"{p}.post_attention_layernorm.weight", _np(layer.post_attention_layernorm.weight))
+        x, _, _, res = g.op(
+            "SkipSimplifiedLayerNormalization", [o, res, ln2], 4, name=f"{p}/post_attn_norm", domain=MS,
+            epsilon=spec.rms_eps,
+        )  # fmt: skip
+        mlp = layer.mlp
+        wgu = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight], 0)
+        gu = _linear(g, x, f"{p}.mlp.gate_up_proj", wgu, plan, accuracy_level)
+        gate, up = g.op("Split", [gu, g.const([spec.intermediate, spec.intermediate])], 2, name=f"{p}/mlp/Split", axis=-1)
+        act = g.op1("Mul", [gate, g.op1("Sigmoid", [gate], name=f"{p}/mlp/Sigmoid")], name=f"{p}/mlp/SiLU")
+        d = _linear(g, g.op1("Mul", [act, up], name=f"{p}/mlp/Mul"), f"{p}.mlp.down_proj", mlp.down_proj.weight, plan,
+                    accuracy_level)  # fmt: skip
+        last = i == spec.layers - 1
+        nw = m.norm.weight if last else layers[i + 1].input_layernorm.weight
+        nname = "model.norm.weight" if last else f"model.layers.{i + 1}.input_layernorm.weight"
+        x, _, _, res = g.op(
+            "SkipSimplifiedLayerNormalization", [d, res, g.init(nname, _np(nw))], 4, name=f"{p}/next_norm",
+            domain=MS, epsilon=spec.rms_eps,
+        )  # fmt: skip
+
+    # Keep the last `logits_to_keep` positions (0 = all): Slice(x, -k, end) on the sequence axis.
+    keep = g.init("logits_to_keep", np.array([0], np.int64))
+    start = g.op1("Neg", [keep], name="keep/Neg")
+    x = g.op1("Slice", [x, start, g.const([2**62]), g.const([1])], name="keep/Slice")
+    # The lm_head gets its own initializer (untied) so MatMulNBits covers it like any other projection.
+    head_w = model.get_output_embeddings().weight
+    logits = _linear(g, x, "lm_head", head_w, plan, accuracy_level)
+    g.nodes.append(helper.make_node("Identity", [logits], ["logits"], name="logits"))
+
+    graph = helper.make_graph(g.nodes, "slimserve_decoder", inputs, outputs, initializer=g.inits)
+    graph.input.append(helper.make_tensor_value_info("logits_to_keep", i64, [1]))
+    model_proto = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS, 1)], producer_name="slimserve"
+    )
+    model_proto.ir_version = 10
+    return model_proto
+
+
+def float_plan(_name: str, _w: torch.Tensor) -> None:
+    return None
+
+
+def rtn_plan(bits: int, block_size: int, symmetric: bool, *, skip: Callable[[str], bool] = lambda n: False) -> WeightFn:
+    """Round-to-nearest block quantization of every projection except those `skip` names."""
+    from .packing import rtn_qparams
+
+    def plan(name: str, w: torch.Tensor) -> NBitsWeight | None:
+        if skip(name):
+            return None
+        return pack_nbits(w, rtn_qparams(w, bits, block_size, symmetric))
+
+    return plan
+
+
+def symbolic_dims(model: onnx.ModelProto) -> list[str]:
+    """'tensor: dim' for every graph input/output dim that is not a fixed integer (empty for a static graph)."""
+    out = []
+    for vi in list(model.graph.input) + list(model.graph.output):
+        for j, d in enumerate(vi.type.tensor_type.shape.dim):
+            if not d.HasField("dim_value"):
+                out.append(f"{vi.name}[{j}]={d.dim_param or '?'}")
+    return out

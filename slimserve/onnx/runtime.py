@@ -1,0 +1,249 @@
+"""A lean ONNX Runtime decode loop: one session, IO binding, KV cache pre-allocated once and updated in place.
+
+Per token the loop writes the new token id into a bound buffer, re-binds the attention mask as a longer view of one
+pre-filled ones buffer (a pointer and a shape, no copy) and calls ``run_with_iobinding``. The KV buffers are bound as
+both ``past_key_values.N.*`` and ``present.N.*``; GroupQueryAttention sees the same pointer and appends in place, so
+no step concatenates or copies the cache. Logits are written into one pre-allocated [B, 1, V] buffer.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+
+try:  # the benchmark harness owns GenResult; keep an identical fallback so this module imports on its own
+    from ..bench.runner import GenResult, reset_rss_peak, rss_peak_mb
+except ImportError:  # pragma: no cover
+    from dataclasses import dataclass, field
+
+    @dataclass
+    class GenResult:  # type: ignore[no-redef]
+        tokens: torch.Tensor
+        ttft_s: float
+        step_s: list[float] = field(default_factory=list)
+
+    def reset_rss_peak() -> bool:
+        return False
+
+    def rss_peak_mb() -> float | None:
+        return None
+
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+def session_options(threads: int | None):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3  # the overridable `logits_to_keep` initializer warns on every load
+    return so
+
+
+def make_session(path: Path, device: str = "cpu", threads: int | None = None):
+    """An InferenceSession on the device's execution provider; UserError naming the alternatives if it is missing."""
+    import onnxruntime as ort
+
+    provider = PROVIDERS.get(device.split(":")[0])
+    if provider is None:
+        raise UserError(f"no ONNX Runtime execution provider for device '{device}'", allowed=sorted(PROVIDERS))
+    have = ort.get_available_providers()
+    if provider not in have:
+        raise UserError(
+            f"ONNX Runtime has no {provider} here (available: {', '.join(have)})",
+            field="--target",
+            hint="Use target onnx-cpu, or install onnxruntime-gpu on a machine with CUDA",
+        )
+    return ort.InferenceSession(str(path), session_options(threads), providers=[provider])
+
+
+class GraphInfo:
+    """What the loop needs to know about a decoder graph, read from its inputs."""
+
+    def __init__(self, session):
+        ins = {i.name: i for i in session.get_inputs()}
+        self.layers = sum(1 for n in ins if n.startswith("past_key_values.") and n.endswith(".key"))
+        if "input_ids" not in ins or "attention_mask" not in ins or self.layers == 0:
+            raise UserError("the ONNX graph is not a decoder with past key/values (inputs: " + ", ".join(ins) + ")")
+        kv = ins["past_key_values.0.key"].shape
+        self.kv_heads, self.head_dim = int(kv[1]), int(kv[3])
+        self.vocab = int(session.get_outputs()[0].shape[-1])
+        self.has_keep = "logits_to_keep" in {i.name for i in session.get_overridable_initializers()}
+        self.static_batch = ins["input_ids"].shape[0] if isinstance(ins["input_ids"].shape[0], int) else None
+        self.static_seq = ins["input_ids"].shape[1] if isinstance(ins["input_ids"].shape[1], int) else None
+        self.static_cache = kv[2] if isinstance(kv[2], int) else None
+        self.static_total = ins["attention_mask"].shape[1] if isinstance(ins["attention_mask"].shape[1], int) else None
+
+
+def pick_token(logits: np.ndarray, do_sample: bool, temperature: float, top_p: float, rng) -> np.ndarray:
+    """Greedy argmax, or temperature / nucleus sampling over logits [B, V]."""
+    if not do_sample or temperature <= 0:
+        return logits.argmax(-1)
+    z = logits.astype(np.float64) / temperature
+    z -= z.max(-1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(-1, keepdims=True)
+    out = np.empty(p.shape[0], np.int64)
+    for b in range(p.shape[0]):
+        pb = p[b]
+        if top_p < 1.0:
+            order = np.argsort(-pb)
+            keep = np.cumsum(pb[order]) - pb[order] < top_p  # always keeps the top token
+            mask = np.zeros_like(pb, bool)
+            mask[order[keep]] = True
+            pb = np.where(mask, pb, 0.0)
+            pb /= pb.sum()
+        out[b] = rng.choice(pb.shape[0], p=pb)
+    return out
+
+
+class KVCache:
+    """Fixed-size per-layer KV buffers [B, kv_heads, capacity, head_dim] wrapped as OrtValues (shared memory)."""
+
+    def __init__(self, info: GraphInfo, batch: int, capacity: int):
+        import onnxruntime as ort
+
+        self.batch, self.capacity = batch, capacity
+        shape = (batch, info.kv_heads, capacity, info.head_dim)
+        self.arrays = [np.zeros(shape, np.float32) for _ in range(2 * info.layers)]
+        self.values = [ort.OrtValue.ortvalue_from_numpy(a) for a in self.arrays]
+
+    def bind(self, binding, layers: int) -> None:
+        for i in range(layers):
+            for j, kv in enumerate(("key", "value")):
+                v = self.values[2 * i + j]
+                binding.bind_ortvalue_input(f"past_key_values.{i}.{kv}", v)
+                binding.bind_ortvalue_output(f"present.{i}.{kv}", v)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.arrays)
+
+
+class OrtRunner:
+    """Runner (slimserve.bench.runner protocol) for a fused decoder graph on ONNX Runtime."""
+
+    loop = "ort-iobinding-gqa-shared-kv"
+
+    def __init__(self, model_path: Path, tokenizer: Any, *, device: str = "cpu", threads: int | None = None):
+        self.path, self.tokenizer, self.device, self.threads = Path(model_path), tokenizer, device, threads
+        self.session = make_session(self.path, device, threads)
+        self.info = GraphInfo(self.session)
+        if not self.info.has_keep:
+            raise UserError(
+                f"{self.path.name} is not a slimserve fused graph (no logits_to_keep input)",
+                hint="Build it with `export: {format: onnx, graph: fused}`, or run it with optimum's ORTModelForCausalLM",
+            )
+        self.vocab_size = self.info.vocab
+        self._cache: KVCache | None = None
+
+    # --- helpers -----------------------------------------------------------------------------------------------------
+    def _kv(self, batch: int, need: int) -> KVCache:
+        if self._cache is None or self._cache.batch != batch or self._cache.capacity < need:
+            self._cache = None  # free the old buffers first
+            self._cache = KVCache(self.info, batch, need)
+        return self._cache
+
+    def _prepare(self, batch: int, capacity: int):
+        """A binding with KV, logits and logits_to_keep bound; returns (binding, logits buffer, ones buffer)."""
+        import onnxruntime as ort
+
+        binding = self.session.io_binding()
+        cache = self._kv(batch, capacity)
+        cache.bind(binding, self.info.layers)
+        logits = np.empty((batch, 1, self.vocab_size), np.float32)
+        binding.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(logits))
+        self._keep = np.ones(1, np.int64)
+        binding.bind_ortvalue_input("logits_to_keep", ort.OrtValue.ortvalue_from_numpy(self._keep))
+        ones = np.ones(batch * cache.capacity, np.int64)
+        return binding, logits, ones
+
+    # --- Runner protocol ---------------------------------------------------------------------------------------------
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        max_new_tokens: int,
+        *,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        eos_token_id: int | None = None,
+        on_step: Callable[[int], None] | None = None,
+        seed: int | None = None,
+    ) -> GenResult:
+        """Decode max_new_tokens for same-length prompts input_ids [B, T]; stops early only if eos_token_id is given."""
+        import onnxruntime as ort
+
+        ids = np.ascontiguousarray(input_ids.cpu().numpy().astype(np.int64))
+        b, t = ids.shape
+        rng = np.random.default_rng(seed)
+        binding, logits, ones = self._prepare(b, t + max_new_tokens)
+        ptr = ones.ctypes.data
+        out = np.zeros((b, max_new_tokens), np.int64)
+        done = np.zeros(b, bool)
+
+        t0 = time.perf_counter()
+        binding.bind_ortvalue_input("input_ids", ort.OrtValue.ortvalue_from_numpy(ids))
+        binding.bind_input("attention_mask", "cpu", 0, np.int64, [b, t], ptr)
+        self.session.run_with_iobinding(binding)
+        tok = pick_token(logits[:, -1], do_sample, temperature, top_p, rng)
+        out[:, 0] = tok
+        ttft = time.perf_counter() - t0
+        if on_step:
+            on_step(0)
+        step_ids = np.empty((b, 1), np.int64)
+        binding.bind_ortvalue_input("input_ids", ort.OrtValue.ortvalue_from_numpy(step_ids))
+        steps: list[float] = []
+        n = 1
+        for i in range(1, max_new_tokens):
+            if eos_token_id is not None:
+                done |= out[:, i - 1] == eos_token_id
+                if done.all():
+                    break
+            s0 = time.perf_counter()
+            step_ids[:, 0] = out[:, i - 1]
+            binding.bind_input("attention_mask", "cpu", 0, np.int64, [b, t + i], ptr)
+            self.session.run_with_iobinding(binding)
+            tok = pick_token(logits[:, -1], do_sample, temperature, top_p, rng)
+            out[:, i] = np.where(done, eos_token_id if eos_token_id is not None else 0, tok)
+            steps.append(time.perf_counter() - s0)
+            n = i + 1
+            if on_step:
+                on_step(i)
+        return GenResult(tokens=torch.from_numpy(out[:, :n].copy()), ttft_s=ttft, step_s=steps)
+
+    def logits(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Full-sequence forward (empty cache, every position's logits): float32 [B, T, V]."""
+        ids = input_ids.cpu().numpy().astype(np.int64)
+        b, t = ids.shape
+        feed: dict[str, np.ndarray] = {"input_ids": ids, "attention_mask": np.ones((b, t), np.int64)}
+        empty = np.zeros((b, self.info.kv_heads, 0, self.info.head_dim), np.float32)
+        for i in range(self.info.layers):
+            feed[f"past_key_values.{i}.key"] = empty
+            feed[f"past_key_values.{i}.value"] = empty
+        return torch.from_numpy(self.session.run(["logits"], feed)[0])
+
+    def estimate_bytes(self, batch: int, seq_len: int) -> int | None:
+        kv = 2 * self.info.layers * batch * self.info.kv_heads * self.info.head_dim * seq_len * 4
+        return kv + batch * self.vocab_size * 4 * 2
+
+    def reset_peak_memory(self) -> None:
+        reset_rss_peak()
+
+    def peak_memory_mb(self) -> float | None:
+        return rss_peak_mb()
+
+    def close(self) -> None:
+        self._cache = None
+        self.session = None

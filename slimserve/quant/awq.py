@@ -1,0 +1,135 @@
+"""AWQ weight-only quantization, calibrated layer by layer; same artifact as RTN.
+
+Per decoder layer: search activation-aware input scales for (input_layernorm -> q,k,v),
+(v_proj -> o_proj, only without grouped-query attention), (post_attention_layernorm -> gate,up) and
+(up_proj -> down_proj); fold them exactly into the producer; search per-group weight clipping
+(not for q/k, whose errors the attention softmax amplifies); then round onto the grid.
+
+```yaml
+- quantize:
+    method: awq
+    bits: 4
+    group_size: 128
+    symmetric: false
+    grid: 20                 # alpha candidates for the scale search
+    clip: true               # per-group clip search
+    search_tokens: 2048      # tokens of calibration input used by the searches
+    calibration: {samples: 128, seq_len: 512}
+```
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import torch
+from pydantic import Field
+from rich.progress import track
+from torch import nn
+
+from ..steps import StepContext, register_step
+from .awq_math import fold_scales_into_linear, fold_scales_into_norm, search_clip, search_scale
+from .base import attach_qparams, set_weight
+from .calib import (
+    CalibrationConfig,
+    capture_layer_inputs,
+    collect_input_stats,
+    decoder_layers,
+    load_calibration,
+    run_layer,
+)
+from .gptq import resolve_in_layers
+from .math import compute_qparams, fake_quantize, sqnr_db
+from .rtn import WeightQuantConfig
+
+
+class AWQConfig(WeightQuantConfig):
+    method: Literal["awq"] = "awq"
+    grid: int = Field(20, ge=2, le=100)
+    clip: bool = True
+    max_shrink: float = Field(0.5, ge=0, lt=1)
+    search_tokens: int = Field(2048, ge=64, le=65536)
+    clip_tokens: int = Field(512, ge=64, le=65536)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
+
+
+def scale_groups(layer: nn.Module) -> list[dict]:
+    """The (producer, consumers, probe) triples of one Llama-style decoder layer.
+
+    `probe` is the module whose input the consumers share; `norm` or `prev` is where 1/s folds."""
+    attn, mlp = layer.self_attn, layer.mlp
+    groups = [
+        {"name": "qkv", "norm": layer.input_layernorm, "consumers": ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"]},
+        {"name": "gate_up", "norm": layer.post_attention_layernorm, "consumers": ["mlp.gate_proj", "mlp.up_proj"]},
+        {"name": "down", "prev": mlp.up_proj, "consumers": ["mlp.down_proj"]},
+    ]
+    if attn.v_proj.out_features == attn.o_proj.in_features:
+        groups.insert(1, {"name": "o", "prev": attn.v_proj, "consumers": ["self_attn.o_proj"]})
+    return groups
+
+
+# Clipping q/k changes attention scores, which the softmax amplifies (AWQ skips them too).
+NO_CLIP = ("q_proj", "k_proj")
+
+
+@register_step("quantize", "awq", AWQConfig)
+@torch.no_grad()
+def apply(model, cfg: AWQConfig, ctx: StepContext):
+    started = time.perf_counter()
+    targets = resolve_in_layers(model, cfg, ctx)
+    ids = load_calibration(ctx.tokenizer, cfg.calibration, ctx.field)
+    inputs = capture_layer_inputs(model, ids, cfg.calibration.batch_size)
+    layers = decoder_layers(model)
+    prefixes = {id(m): n for n, m in model.named_modules()}
+    alphas: dict[str, float] = {}
+    for i in track(range(len(layers)), description=f"AWQ int{cfg.bits} (layer)", transient=True):
+        layer = layers[i]
+        prefix = prefixes[id(layer)]
+        mods = dict(layer.named_modules())
+        groups = [g for g in scale_groups(layer) if any(f"{prefix}.{c}" in targets for c in g["consumers"])]
+        probes = {g["name"]: mods[g["consumers"][0]] for g in groups}
+        # Targets no scale group covers (o_proj under grouped-query attention) still get the clip search.
+        covered = {c for g in scale_groups(layer) for c in g["consumers"]}
+        loose = [n for n, m in mods.items() if isinstance(m, nn.Linear) and f"{prefix}.{n}" in targets and n not in covered]
+        probes.update({n: mods[n] for n in loose})
+        stats, _ = collect_input_stats(layer, probes, inputs, max_samples=max(cfg.search_tokens, cfg.clip_tokens))
+        input_scale: dict[str, torch.Tensor] = {}
+        for g in groups:
+            st = stats[g["name"]]
+            lin = [mods[c] for c in g["consumers"]]
+            specs = [targets[f"{prefix}.{c}"][1:] if f"{prefix}.{c}" in targets else None for c in g["consumers"]]
+            x = st.sample[: cfg.search_tokens]
+            res = search_scale([m.weight for m in lin], specs, x, st.mean_abs, cfg.grid)
+            if "norm" in g:
+                fold_scales_into_norm(g["norm"].weight.data, [m.weight.data for m in lin], res.scales)
+            else:
+                fold_scales_into_linear(g["prev"].weight.data, g["prev"].bias, [m.weight.data for m in lin], res.scales)
+            alphas[f"{prefix}.{g['name']}"] = res.alpha
+            for c in g["consumers"]:
+                input_scale[c] = res.scales
+        for g in groups + [{"name": n, "consumers": [n]} for n in loose]:
+            x_clip = stats[g["name"]].sample[: cfg.clip_tokens]
+            for c in g["consumers"]:
+                name = f"{prefix}.{c}"
+                if name not in targets:
+                    continue
+                mod, bits, group, sym = targets[name]
+                w = mod.weight.data
+                if cfg.clip and not c.endswith(NO_CLIP):
+                    x_c = x_clip / input_scale[c] if c in input_scale else x_clip
+                    qp = search_clip(w, x_c, bits, group, sym, cfg.grid, cfg.max_shrink)
+                else:
+                    qp = compute_qparams(w, bits, group, sym)
+                wq = fake_quantize(w, qp)
+                sqnr = round(sqnr_db(w, wq), 2)
+                set_weight(mod, wq)
+                attach_qparams(mod, qp)
+                ctx.layers[name] = {"bits": bits, "group_size": group, "symmetric": sym, "sqnr_db": sqnr}
+        del stats
+        inputs = run_layer(layer, inputs)
+    ctx.records["calibration"] = {**cfg.calibration.model_dump(), "tokens": int(ids.numel())}
+    ctx.records["alpha"] = {"mean": round(sum(alphas.values()) / max(len(alphas), 1), 3), "per_group": alphas}
+    ctx.records["seconds"] = round(time.perf_counter() - started, 1)
+    ctx.artifact_format = "compressed-tensors"
+    return model

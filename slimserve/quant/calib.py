@@ -1,0 +1,191 @@
+"""Layer-by-layer calibration plumbing shared by GPTQ, AWQ and the pruners.
+
+The decoder-layer inputs are captured once (the embeddings and everything after the first layer
+are never run), then each layer is calibrated and run on its inputs to produce the next layer's:
+memory holds one layer's inputs and outputs for the calibration set, never full-model activations.
+
+```yaml
+calibration: {text: null, samples: 128, seq_len: 512, batch_size: 8}   # text null: Pride and Prejudice
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from ..errors import UserError
+
+
+class CalibrationConfig(BaseModel):
+    """Where calibration tokens come from: `samples` consecutive windows of `seq_len` tokens of `text`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    text: str | None = None  # path to a UTF-8 (optionally .gz) text file; None: Pride and Prejudice
+    samples: int = Field(128, ge=1, le=4096)
+    seq_len: int = Field(512, ge=16, le=8192)
+    batch_size: int = Field(8, ge=1, le=512)
+
+
+def load_calibration(tokenizer, cfg: CalibrationConfig, field_path: str = "calibration") -> torch.Tensor:
+    """Token ids [samples, seq_len]; UserError (naming the recipe field) if the text is too short."""
+    from ..data import calibration_batches, read_text
+
+    try:
+        text = read_text(cfg.text)
+        return calibration_batches(tokenizer, text, cfg.samples, cfg.seq_len, source=f"'{cfg.text or 'default'}'")
+    except UserError as e:
+        if e.field in (None, "calibration", "eval_text"):
+            raise UserError(e.message, file=e.file, field=f"{field_path}.calibration", allowed=e.allowed, hint=e.hint) from None
+        raise
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The list of decoder blocks of a Llama-style causal LM (model.model.layers)."""
+    inner = getattr(model, "model", None)
+    layers = getattr(inner, "layers", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise UserError(
+            f"calibrated methods need a decoder-only model with model.model.layers; got {type(model).__name__}",
+            allowed="Llama-style architectures (LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, ...)",
+        )
+    return layers
+
+
+@dataclass
+class LayerInputs:
+    """Hidden states entering one decoder layer, per batch, plus the keyword arguments of each call."""
+
+    hidden: list[torch.Tensor]
+    kwargs: list[dict[str, Any]]
+
+    @property
+    def tokens(self) -> int:
+        return sum(h.shape[0] * h.shape[1] for h in self.hidden)
+
+
+class _Stop(Exception):
+    pass
+
+
+@torch.no_grad()
+def capture_layer_inputs(model: nn.Module, input_ids: torch.Tensor, batch_size: int = 8) -> LayerInputs:
+    """Run the model up to the first decoder layer for every batch and keep that layer's inputs."""
+    first = decoder_layers(model)[0]
+    hidden, kwargs = [], []
+
+    def hook(_mod, args, kw):
+        h = args[0] if args else kw.pop("hidden_states")
+        hidden.append(h.detach())
+        kwargs.append({k: v for k, v in kw.items() if k not in ("past_key_values", "past_key_value", "use_cache")})
+        raise _Stop
+
+    handle = first.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        dev = next(model.parameters()).device
+        for batch in input_ids.split(batch_size):
+            try:
+                model(input_ids=batch.to(dev), use_cache=False)
+            except _Stop:
+                pass
+    finally:
+        handle.remove()
+    return LayerInputs(hidden, kwargs)
+
+
+@torch.no_grad()
+def run_layer(layer: nn.Module, inputs: LayerInputs) -> LayerInputs:
+    """Outputs of one decoder layer on every captured batch (the next layer's inputs)."""
+    outs = []
+    for h, kw in zip(inputs.hidden, inputs.kwargs):
+        out = layer(h, **kw)
+        outs.append(out[0] if isinstance(out, tuple) else out)
+    return LayerInputs(outs, inputs.kwargs)
+
+
+@dataclass
+class InputStats:
+    """Statistics of the inputs a Linear saw: X^T X (optional), per-channel sum of x^2 and |x|, token count,
+    and (optional) a bounded sample of raw input rows."""
+
+    xtx: torch.Tensor | None = None
+    sq_sum: torch.Tensor | None = None
+    abs_sum: torch.Tensor | None = None
+    n: int = 0
+    samples: list[torch.Tensor] = field(default_factory=list)
+    max_samples: int = 0
+
+    def add(self, x: torch.Tensor, hessian: bool) -> None:
+        x = x.reshape(-1, x.shape[-1]).float()
+        if self.sq_sum is None:
+            self.sq_sum = torch.zeros(x.shape[-1])
+            self.abs_sum = torch.zeros(x.shape[-1])
+            if hessian:
+                self.xtx = torch.zeros(x.shape[-1], x.shape[-1])
+        self.sq_sum += x.pow(2).sum(0)
+        self.abs_sum += x.abs().sum(0)
+        if hessian:
+            self.xtx.addmm_(x.T, x)
+        have = sum(s.shape[0] for s in self.samples)
+        if have < self.max_samples:
+            # Evenly spaced rows of each batch, so the sample spans every position and batch.
+            take = min(self.max_samples - have, max(1, self.max_samples // 8))
+            idx = torch.linspace(0, x.shape[0] - 1, min(take, x.shape[0])).long()
+            self.samples.append(x[idx].clone())
+        self.n += x.shape[0]
+
+    @property
+    def hessian(self) -> torch.Tensor:
+        """GPTQ's H = 2/n X^T X."""
+        return self.xtx * (2.0 / max(self.n, 1))
+
+    @property
+    def mean_abs(self) -> torch.Tensor:
+        return self.abs_sum / max(self.n, 1)
+
+    @property
+    def norm(self) -> torch.Tensor:
+        """Per-input-channel L2 norm over all tokens (Wanda's ||X_j||)."""
+        return self.sq_sum.sqrt()
+
+    @property
+    def sample(self) -> torch.Tensor:
+        return torch.cat(self.samples) if self.samples else torch.empty(0)
+
+
+@torch.no_grad()
+def collect_input_stats(
+    layer: nn.Module, modules: dict[str, nn.Module], inputs: LayerInputs, *, hessian: bool = False, max_samples: int = 0
+) -> tuple[dict[str, InputStats], LayerInputs]:
+    """Run `layer` on its inputs with hooks on `modules` (name -> submodule); return the statistics
+    and the layer's outputs (computed with the weights as they are now)."""
+    stats = {name: InputStats(max_samples=max_samples) for name in modules}
+    handles = [
+        mod.register_forward_hook(lambda _m, args, _o, s=stats[name]: s.add(args[0], hessian))
+        for name, mod in modules.items()
+    ]
+    try:
+        outs = run_layer(layer, inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return stats, outs
+
+
+def layer_linears(layer: nn.Module, prefix: str, wanted: set[str]) -> dict[str, nn.Linear]:
+    """Full name -> Linear for the Linear layers of one decoder layer whose full name is in `wanted`."""
+    return {
+        f"{prefix}.{n}": m for n, m in layer.named_modules() if isinstance(m, nn.Linear) and f"{prefix}.{n}" in wanted
+    }
+
+
+def layer_prefix(model: nn.Module, index: int) -> str:
+    layers = decoder_layers(model)
+    for name, mod in model.named_modules():
+        if mod is layers[index]:
+            return name
+    raise ValueError(f"decoder layer {index} not found")

@@ -1,0 +1,100 @@
+"""Round-to-nearest weight-only quantization: int8 per output channel, int4 group-wise.
+
+```yaml
+- quantize:
+    method: rtn
+    bits: 4
+    group_size: 128      # 32 | 64 | 128 | null (per output channel)
+    symmetric: false
+    overrides:
+      "model\\.layers\\.0\\..*": {group_size: 32}
+      ".*down_proj": skip
+```
+"""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from rich.progress import track
+
+from ..steps import StepConfig, StepContext, register_step
+from .base import attach_qparams, iter_linears, match_override, set_weight
+from .math import compute_qparams, fake_quantize
+
+GroupSize = Literal[32, 64, 128] | None
+
+
+class LayerOverride(BaseModel):
+    """Per-layer settings that replace the step's own for matching layers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    bits: Literal[4, 8] | None = None
+    group_size: GroupSize = None
+    symmetric: bool | None = None
+
+
+class WeightQuantConfig(StepConfig):
+    """Settings shared by every weight-only integer quantizer (RTN, GPTQ, AWQ)."""
+
+    bits: Literal[4, 8] = 4
+    group_size: GroupSize = 128
+    symmetric: bool = False
+    # Regex (fullmatch on module names) -> "skip" or settings; first match wins.
+    overrides: dict[str, Literal["skip"] | LayerOverride] = Field(default_factory=dict)
+    # lm_head is tied to the embeddings in many small models; quantizing it would untie it.
+    ignore: list[str] = Field(default_factory=lambda: ["lm_head"])
+    artifact_format: ClassVar[str | None] = "compressed-tensors"
+
+    def summary(self) -> str:
+        g = f"g{self.group_size}" if self.group_size else "per-channel"
+        return f"{getattr(self, 'method', 'int')} w{self.bits} {g} {'sym' if self.symmetric else 'asym'}"
+
+
+class RTNConfig(WeightQuantConfig):
+    method: Literal["rtn"] = "rtn"
+
+
+def resolve_layers(model, cfg: WeightQuantConfig, ctx: StepContext):
+    """Yield (name, linear, bits, group_size, symmetric) for every layer the step quantizes.
+
+    Every layer left out is reported through ctx.skip with the reason.
+    """
+    for name, mod in iter_linears(model):
+        if any(re.fullmatch(p, name) for p in cfg.ignore):
+            ctx.skip(name, "in ignore list" + (" (tied to embeddings)" if _is_tied(model, mod) else ""))
+            continue
+        ov = match_override(name, cfg.overrides)
+        if ov == "skip":
+            ctx.skip(name, "override: skip")
+            continue
+        bits, group, sym = cfg.bits, cfg.group_size, cfg.symmetric
+        if isinstance(ov, LayerOverride):
+            bits = ov.bits or bits
+            group = ov.group_size if "group_size" in ov.model_fields_set else group
+            sym = ov.symmetric if ov.symmetric is not None else sym
+        if group and mod.in_features % group:
+            ctx.skip(name, f"in_features {mod.in_features} not divisible by group size {group}")
+            continue
+        yield name, mod, bits, group, sym
+
+
+def _is_tied(model, mod) -> bool:
+    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    return emb is not None and emb.weight is mod.weight
+
+
+@register_step("quantize", "rtn", RTNConfig)
+@torch.no_grad()
+def apply(model, cfg: RTNConfig, ctx: StepContext):
+    layers = list(resolve_layers(model, cfg, ctx))
+    for name, mod, bits, group, sym in track(layers, description=f"RTN int{cfg.bits}", transient=True):
+        qp = compute_qparams(mod.weight, bits, group, sym)
+        set_weight(mod, fake_quantize(mod.weight, qp))
+        attach_qparams(mod, qp)
+        ctx.layers[name] = {"bits": bits, "group_size": group, "symmetric": sym}
+    ctx.artifact_format = "compressed-tensors"
+    return model

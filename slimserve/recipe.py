@@ -1,0 +1,260 @@
+"""Recipes: YAML validated by pydantic. Unknown keys are errors; errors name file, field and choices.
+
+```yaml
+version: 1
+name: llama-int4
+base:
+  source: smollm2-135m          # built-in name | local HF dir | .gguf file | hub id
+variants:
+  - name: smollm2-fp32
+    tier: reference
+    reference: true
+  - name: smollm2-int4-g128
+    tier: nano
+    steps:
+      - quantize: {method: rtn, bits: 4, group_size: 128, symmetric: false}
+    gates: {max_ppl_increase: 0.25, max_kld: 0.2}
+```
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import typing
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
+
+from .errors import UserError
+from .steps import DISCRIMINATOR, STEP_KINDS, STEPS
+
+SCHEMA_VERSION = 1
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BaseSpec(_Strict):
+    """The model every variant starts from."""
+
+    source: str = Field(description="built-in name (smollm2-135m), local HF dir, .gguf file, or hub id")
+    revision: str | None = Field(None, description="hub revision (hub ids only)")
+    gguf_file: str | None = Field(None, description="GGUF file name inside a hub repo or directory")
+    trust_remote_code: bool = Field(False, description="run model code from the source; off unless you trust it")
+    dtype: Literal["float32"] = "float32"
+
+
+class Gates(_Strict):
+    """Quality gates checked against the reference variant by `slimserve bench`."""
+
+    max_ppl_increase: float | None = Field(None, ge=0, description="relative perplexity increase, 0.10 = +10%")
+    max_kld: float | None = Field(None, ge=0, description="mean KL divergence vs the reference")
+    min_top1: float | None = Field(None, ge=0, le=1, description="top-1 agreement with the reference")
+
+
+class Variant(_Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    tier: str = Field(pattern=NAME_PATTERN)
+    reference: bool = Field(False, description="this variant is the unmodified base (the quality reference)")
+    description: str | None = None
+    steps: list[Any] = Field(default_factory=list)
+    gates: Gates | None = None
+
+    @model_validator(mode="after")
+    def _reference_has_no_steps(self):
+        if self.reference and self.steps:
+            raise ValueError("a reference variant is the unmodified base and takes no steps")
+        return self
+
+
+class Recipe(_Strict):
+    version: Literal[1] = Field(description="recipe schema version")
+    name: str = Field(pattern=NAME_PATTERN)
+    base: BaseSpec
+    variants: list[Variant] = Field(min_length=1)
+
+    @field_validator("variants")
+    @classmethod
+    def _unique(cls, variants):
+        names = [v.name for v in variants]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"variant names must be unique; repeated: {', '.join(dup)}")
+        if sum(v.reference for v in variants) > 1:
+            raise ValueError("at most one variant may be the reference")
+        return variants
+
+    def content_hash(self) -> str:
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+def _step_kind(v: Any) -> str | None:
+    if isinstance(v, dict) and len(v) == 1:
+        key = next(iter(v))
+        return key if key in STEP_KINDS else None
+    if isinstance(v, BaseModel):
+        return next(k for k in STEP_KINDS if k in type(v).model_fields)
+    return None
+
+
+def _method_union(kind: str):
+    configs = [STEPS[kind].get(m).config for m in STEPS[kind].names()]
+    if not configs:
+        return None
+    if len(configs) == 1:
+        return configs[0]
+    return Annotated[Union[tuple(configs)], Field(discriminator=DISCRIMINATOR[kind])]  # noqa: UP007
+
+
+@lru_cache(maxsize=1)
+def recipe_model() -> type[Recipe]:
+    """The Recipe class with the step union built from the registered methods."""
+    from pydantic import create_model
+
+    from . import methods  # noqa: F401  (registers every method)
+
+    members = []
+    for kind in STEP_KINDS:
+        union = _method_union(kind)
+        if union is None:
+            continue
+        step_cls = create_model(f"{kind.capitalize()}Step", __base__=_Strict, **{kind: (union, ...)})
+        members.append(Annotated[step_cls, Tag(kind)])
+    step_type = Annotated[
+        Union[tuple(members)],  # noqa: UP007
+        Discriminator(
+            _step_kind,
+            custom_error_type="step_kind",
+            custom_error_message=f"each step is a mapping with exactly one key: {', '.join(STEP_KINDS)}",
+        ),
+    ]
+    variant = create_model("Variant", __base__=Variant, steps=(list[step_type], Field(default_factory=list)))
+    return create_model("Recipe", __base__=Recipe, variants=(list[variant], Field(min_length=1)))
+
+
+def steps_of(variant) -> list[tuple[str, Any]]:
+    """[(kind, config)] in recipe order."""
+    return [(_step_kind(s), getattr(s, _step_kind(s))) for s in variant.steps]
+
+
+# ---------------------------------------------------------------- loading and errors
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"recipe file '{p}' does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UserError(f"not readable as YAML: {str(e).splitlines()[0]}", file=str(p)) from None
+    return parse_recipe(data, file=str(p))
+
+
+def parse_recipe(data: Any, file: str | None = None) -> Recipe:
+    if not isinstance(data, dict):
+        raise UserError("a recipe is a YAML mapping with keys version, name, base, variants", file=file)
+    try:
+        return recipe_model().model_validate(data)
+    except ValidationError as e:
+        raise _user_error(e, file) from None
+
+
+def _user_error(e: ValidationError, file: str | None) -> UserError:
+    errs = e.errors(include_url=False)
+    lines = []
+    for err in errs[:5]:
+        path, model = _clean_loc(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        allowed = None
+        if err["type"] == "extra_forbidden":
+            key = str(err["loc"][-1])
+            allowed = sorted(model.model_fields) if model else None
+            close = difflib.get_close_matches(key, allowed or [], n=1)
+            msg = f"unknown key '{key}'" + (f" (did you mean '{close[0]}'?)" if close else "")
+        elif err["type"] == "union_tag_invalid":
+            kind = path.rsplit(".", 1)[-1]
+            msg = f"unknown {kind} method {err['input'].get(DISCRIMINATOR.get(kind, 'method'))!r}"
+            allowed = STEPS[kind].names() if kind in STEPS else None
+        elif "input" in err and not isinstance(err["input"], (dict, list)):
+            msg += f" (got {err['input']!r})"
+        text = f"{path}: {msg}" if path else msg
+        if allowed:
+            text += f" (allowed: {', '.join(allowed)})"
+        lines.append(text)
+    more = f"; and {len(errs) - 5} more" if len(errs) > 5 else ""
+    return UserError("invalid recipe: " + "; ".join(lines) + more, file=file)
+
+
+def _clean_loc(loc: tuple) -> tuple[str, type[BaseModel] | None]:
+    """Turn pydantic's loc (with union tags) into `variants[1].steps[0].quantize.group_size`.
+
+    Also returns the model class that holds the last key, to list its allowed keys.
+    """
+    parts: list[str] = []
+    model: Any = recipe_model()
+    holder = None
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1] += f"[{item}]"
+            model = _item_type(model)
+            continue
+        fields = getattr(model, "model_fields", None) if isinstance(model, type) else None
+        if fields is not None and item in fields:
+            parts.append(item)
+            holder = model
+            model = _unwrap(fields[item].annotation)
+        else:  # a union tag: pick the member it names
+            model = _pick(model, item)
+    return ".".join(parts), holder if holder is None else (model if _is_model(model) else holder)
+
+
+def _is_model(t) -> bool:
+    return isinstance(t, type) and issubclass(t, BaseModel)
+
+
+def _unwrap(t):
+    while typing.get_origin(t) is Annotated:
+        t = typing.get_args(t)[0]
+    return t
+
+
+def _item_type(t):
+    t = _unwrap(t)
+    args = typing.get_args(t)
+    if typing.get_origin(t) in (list, dict) and args:
+        return _unwrap(args[-1])
+    return t
+
+
+def _pick(t, tag):
+    t = _unwrap(t)
+    for member in typing.get_args(t) or ():
+        member = _unwrap(member)
+        if not _is_model(member):
+            continue
+        for key in ("method", "format", *STEP_KINDS):
+            f = member.model_fields.get(key)
+            if f is None:
+                continue
+            if key in STEP_KINDS and key == tag:
+                return member
+            if typing.get_args(f.annotation) == (tag,):
+                return member
+    return t
+
+
+def json_schema() -> dict:
+    """JSON Schema of recipes, for editors (yaml-language-server)."""
+    schema = recipe_model().model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "slimserve recipe"
+    return schema

@@ -1,0 +1,48 @@
+"""slimserve's own catalog JSON: every target with its tier, prices, quality, latency and provenance.
+
+Versioned (`version`) and described by the published JSON Schema slimserve/router/schema/catalog.schema.json.
+"""
+
+from __future__ import annotations
+
+import json
+
+from . import CATALOG_FORMAT_VERSION, EXPORTERS, ExportContext
+
+SCHEMA_ID = "https://slimserve.dev/schema/catalog-v1.schema.json"
+
+
+@EXPORTERS.register("json")
+def render(ctx: ExportContext) -> str:
+    a = ctx.assignment
+    targets = []
+    for t in ctx.targets:
+        d = t.to_dict()
+        st = a.status.get(t.id, {})
+        d.update(
+            tier=ctx.tier(t),
+            tiers=st.get("tiers", []),
+            status=st.get("status"),
+            dominated_by=st.get("dominated_by"),
+            blended_usd_per_1m=st.get("cost"),
+            endpoint=ctx.endpoint(t),
+        )
+        targets.append(d)
+    doc = {
+        "$schema": SCHEMA_ID,
+        "format": "slimserve-catalog",
+        "version": CATALOG_FORMAT_VERSION,
+        "generated": ctx.generated,
+        "catalog": ctx.catalog_root,
+        "quality_metric": a.metric,
+        "blend_input_share": a.blend_input_share,
+        "tier_source": a.source,
+        "tiers": [
+            {"name": tr.name, "floor": tr.floor, "kind": tr.kind, "leader": tr.leader, "members": tr.members}
+            for tr in a.tiers
+        ],
+        "routellm": a.routellm,
+        "targets": targets,
+        "skipped": ctx.skipped,
+    }
+    return json.dumps(doc, indent=2, sort_keys=False) + "\n"

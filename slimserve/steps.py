@@ -1,0 +1,77 @@
+"""Step registries: every recipe step kind (quantize, prune, export) maps a method name to a
+pydantic config class and an ``apply(model, cfg, ctx) -> model`` function.
+
+A new method is a new module that calls ``register_step``; ``slimserve.methods`` imports them.
+Heavy dependencies are imported inside ``apply``, never at module import.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from .registry import Registry
+
+log = logging.getLogger("slimserve")
+
+STEP_KINDS = ("prune", "quantize", "export")
+
+
+class StepConfig(BaseModel):
+    """Base of every method config: unknown keys are errors, instances are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # The artifact format this step leaves behind (None: does not change it).
+    artifact_format: ClassVar[str | None] = None
+
+    def summary(self) -> str:
+        """Short human label, e.g. 'rtn w4 g128 asym'."""
+        return getattr(self, "method", type(self).__name__)
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    kind: str
+    method: str
+    config: type[StepConfig]
+    apply: Callable[[Any, StepConfig, "StepContext"], Any]
+
+
+STEPS: dict[str, Registry[StepSpec]] = {k: Registry(f"{k} method") for k in STEP_KINDS}
+# The config field that names the method inside each step kind: `quantize: {method: rtn}`, `export: {format: onnx}`.
+DISCRIMINATOR = {"prune": "method", "quantize": "method", "export": "format"}
+
+
+def register_step(kind: str, method: str, config: type[StepConfig]):
+    """Decorator: ``@register_step("quantize", "rtn", RTNConfig)`` on ``apply(model, cfg, ctx)``."""
+
+    def deco(fn):
+        STEPS[kind].add(method, StepSpec(kind, method, config, fn))
+        return fn
+
+    return deco
+
+
+@dataclass
+class StepContext:
+    """What a step may use besides the model, and where it reports what it did."""
+
+    base_dir: Path  # the converted base model (HF directory, safetensors)
+    work_dir: Path  # the temporary variant directory being written
+    tokenizer: Any
+    field: str  # recipe field path of this step, for error messages
+    recipe_file: str | None = None
+    artifact_format: str = "hf"  # hf | compressed-tensors | bitsandbytes | onnx | onnx-static
+    # Filled by steps for the manifest: skipped layers {name: reason}, per-layer settings, notes.
+    skipped: dict[str, str] = field(default_factory=dict)
+    layers: dict[str, dict] = field(default_factory=dict)
+    records: dict[str, Any] = field(default_factory=dict)
+
+    def skip(self, name: str, reason: str) -> None:
+        self.skipped[name] = reason
+        log.info("skip %s: %s", name, reason)
