@@ -11,7 +11,7 @@ __all__ = ["build", "load", "bench"]
 
 
 def build(recipe, **kwargs):
-    from .build import build as _build
+    from .builder import build as _build
 
     return _build(recipe, **kwargs)
 

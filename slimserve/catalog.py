@@ -53,6 +53,7 @@ class VariantRow:
     status: str
     manifest: dict
     path: Path
+    built_at: str | None = None
 
 
 class Catalog:

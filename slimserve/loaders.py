@@ -21,12 +21,12 @@ def read_manifest(path: str | Path) -> dict:
     return json.loads(mf.read_text())
 
 
-def _hf(path: Path, manifest: dict, device: str):
+def _hf(path: Path, manifest: dict, device: str, **kwargs):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     trc = bool(manifest.get("base", {}).get("trust_remote_code", False))
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, trust_remote_code=trc)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, trust_remote_code=trc, **kwargs)
     return model.to(device).eval(), AutoTokenizer.from_pretrained(path, trust_remote_code=trc)
 
 
@@ -35,7 +35,10 @@ def _ct(path: Path, manifest: dict, device: str):
 
     if package_dir("compressed_tensors") is None:
         raise DependencyError("compressed-tensors", "loading a compressed-tensors variant")
-    return _hf(path, manifest, device)
+    from transformers import CompressedTensorsConfig
+
+    # Unpack to dense weights at load: PyTorch CPU has no int4 kernel faster than fp32 here.
+    return _hf(path, manifest, device, quantization_config=CompressedTensorsConfig(run_compressed=False))
 
 
 def _bnb(path: Path, manifest: dict, device: str):

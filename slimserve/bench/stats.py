@@ -53,8 +53,3 @@ def scaled(stats: LatencyStats, factor: float) -> LatencyStats:
         min=stats.min * factor,
         max=stats.max * factor,
     )
-
-
-def rates(counts: Sequence[float], seconds: Sequence[float]) -> list[float]:
-    """Per-iteration throughput (count / seconds), e.g. tokens per second for each timed run."""
-    return [c / s for c, s in zip(counts, seconds) if s > 0]

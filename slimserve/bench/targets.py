@@ -99,10 +99,14 @@ def target_status() -> dict[str, str | None]:
 
 
 class _TorchTarget(Target):
+    loop: str = "static-kv"  # decode loop TorchRunner times; compare.py also times "dynamic-kv" and "generate"
+
     def supports(self, manifest: dict[str, Any]) -> str | None:
         fmt = manifest.get("format", "hf")
         if fmt not in TORCH_FORMATS:
-            return f"artifact format '{fmt}' is not a PyTorch checkpoint (PyTorch targets run {', '.join(TORCH_FORMATS)})"
+            return (
+                f"artifact format '{fmt}' is not a PyTorch checkpoint (PyTorch targets run {', '.join(TORCH_FORMATS)})"
+            )
         return None
 
     def load(self, path: Path, manifest: dict[str, Any], threads: int | None = None) -> Runner:
@@ -111,7 +115,11 @@ class _TorchTarget(Target):
         if threads:
             torch.set_num_threads(int(threads))
         model, tokenizer = load_torch_model(Path(path), self.device)
-        return TorchRunner(model, tokenizer, device=self.device)
+        runner = TorchRunner(model, tokenizer, device=self.device, loop=self.loop)
+        # One token through the model, so load time covers lazy work (compressed-tensors decompresses its packed
+        # weights on the first forward) and means "ready to serve".
+        runner.logits(torch.tensor([[0]]))
+        return runner
 
 
 @TARGETS.register("cpu")
@@ -135,17 +143,16 @@ class TorchCUDA(_TorchTarget):
 
 
 def load_torch_model(path: Path, device: str) -> tuple[Any, Any]:
-    """(model, tokenizer) in eval mode on device, via the lead's manifest-driven loader when present."""
-    try:
+    """(model, tokenizer) in eval mode on device: the manifest-driven loader for a variant, plain HF otherwise."""
+    path = Path(path)
+    if (path / "manifest.json").is_file():
         from ..loaders import load_variant
-    except ImportError:
-        load_variant = None
-    if load_variant is not None:
+
         model, tokenizer, _manifest = load_variant(path, device=device)
-    else:  # development fallback: a plain Hugging Face directory
+    else:  # a plain Hugging Face directory (development, comparisons against an unbuilt base)
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32).to(device)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
         tokenizer = AutoTokenizer.from_pretrained(path)
     model.eval()
     return model, tokenizer

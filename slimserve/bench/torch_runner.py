@@ -97,9 +97,8 @@ class TorchRunner:
         )
         self._sync()
         end = time.perf_counter()
-        marks = [t0, *stamps[1:], end]  # token k is complete when step k+1 starts
         ttft = stamps[0] - t0 if stamps else end - t0
-        steps = [b - a for a, b in zip(marks[1:-1], marks[2:])] if len(stamps) > 1 else []
+        steps = [b - a for a, b in zip(stamps[:-1], stamps[1:], strict=True)]  # one per token after the first
         return GenResult(tokens=seq[:, ids.shape[1] :].cpu(), ttft_s=ttft, step_s=steps)
 
     @torch.inference_mode()

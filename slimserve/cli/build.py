@@ -20,11 +20,12 @@ def register(sub) -> None:
     catalog_arg(p)
     p.add_argument("--variant", dest="variants", action="append", metavar="NAME", help="build only this variant (repeatable)")
     p.add_argument("--force", action="store_true", help="replace variants that already exist")
+    p.add_argument("--base", default=None, metavar="SOURCE", help="use this model instead of the recipe's base.source")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..build import build
+    from ..builder import build
 
-    build(args.recipe, **kwargs_of(args, "catalog", "variants", "force"))
+    build(args.recipe, **kwargs_of(args, "catalog", "variants", "force", "base"))
     return 0

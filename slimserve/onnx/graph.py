@@ -6,8 +6,9 @@ residual adds, optional ``MatMulNBits`` int4/int8 weights including an *untied* 
 genai one (input_ids, attention_mask, past_key_values.N.key/value -> logits, present.N.key/value), so the same file
 runs in optimum's ORTModelForCausalLM (growing cache) and in slimserve's IO-binding loop (shared fixed-size buffer).
 
-Extra input ``logits_to_keep`` (int64 [1], default 0 = all positions) lets generation skip the lm_head for all but
-the last prompt position, as llama.cpp does.
+Extra input ``logits_range`` (int64 [2] = start, end on the sequence axis; default all positions) lets generation
+run the lm_head only for the one position it samples from, as llama.cpp does: [-1, BIG] for the last prompt token,
+[n-1, n] for a right-padded static prompt of n real tokens.
 
 Static graphs (Inferentia-style buckets) come from the same builder with integer dims.
 """
@@ -29,6 +30,8 @@ from .packing import NBitsWeight, pack_nbits
 SUPPORTED_MODEL_TYPES = ("llama", "mistral")
 OPSET = 21
 MS = "com.microsoft"
+LOGITS_RANGE = "logits_range"
+ALL_POSITIONS = 2**62
 
 
 @dataclass(frozen=True)
@@ -94,8 +97,9 @@ class Dims:
         return all(isinstance(v, int) for v in vars(self).values())
 
 
-# A weight plan decides per linear layer how to store it: None keeps float MatMul, else the packed weight.
-WeightFn = Callable[[str, torch.Tensor], NBitsWeight | None]
+# A weight plan decides per projection (name, weight, source nn.Linear modules) how to store it:
+# None keeps a float MatMul, else the packed MatMulNBits weight.
+WeightFn = Callable[[str, torch.Tensor, list], NBitsWeight | None]
 
 
 class _G:
@@ -127,9 +131,9 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().to(torch.float32).cpu().numpy()
 
 
-def _linear(g: _G, x: str, name: str, w: torch.Tensor, plan: WeightFn, accuracy_level: int) -> str:
+def _linear(g: _G, x: str, name: str, w: torch.Tensor, sources: list, plan: WeightFn, accuracy_level: int) -> str:
     """x @ W.T as MatMul (float) or MatMulNBits (packed), chosen by the plan."""
-    packed = plan(name, w)
+    packed = plan(name, w.detach(), sources)
     if packed is None:
         return g.op1("MatMul", [x, g.init(f"{name}.weight", _np(w).T)], name=f"{name}/MatMul")
     ins = [x, g.init(f"{name}.qweight", packed.b), g.init(f"{name}.scales", packed.scales)]
@@ -210,7 +214,7 @@ def build_decoder(
         p = f"model.layers.{i}"
         a = layer.self_attn
         wqkv = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight], 0)
-        qkv = _linear(g, x, f"{p}.self_attn.qkv_proj", wqkv, plan, accuracy_level)
+        qkv = _linear(g, x, f"{p}.self_attn.qkv_proj", wqkv, [a.q_proj, a.k_proj, a.v_proj], plan, accuracy_level)
         attn_out, pk, pv = g.op(
             "GroupQueryAttention",
             [qkv, "", "", f"past_key_values.{i}.key", f"past_key_values.{i}.value", seqlens, total, cos_n, sin_n],
@@ -225,7 +229,7 @@ def build_decoder(
         )
         g.nodes.append(helper.make_node("Identity", [pk], [f"present.{i}.key"], name=f"{p}/present_key"))
         g.nodes.append(helper.make_node("Identity", [pv], [f"present.{i}.value"], name=f"{p}/present_value"))
-        o = _linear(g, attn_out, f"{p}.self_attn.o_proj", a.o_proj.weight, plan, accuracy_level)
+        o = _linear(g, attn_out, f"{p}.self_attn.o_proj", a.o_proj.weight, [a.o_proj], plan, accuracy_level)
         ln2 = g.init(f"{p}.post_attention_layernorm.weight", _np(layer.post_attention_layernorm.weight))
         x, _, _, res = g.op(
             "SkipSimplifiedLayerNormalization", [o, res, ln2], 4, name=f"{p}/post_attn_norm", domain=MS,
@@ -233,11 +237,11 @@ def build_decoder(
         )  # fmt: skip
         mlp = layer.mlp
         wgu = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight], 0)
-        gu = _linear(g, x, f"{p}.mlp.gate_up_proj", wgu, plan, accuracy_level)
+        gu = _linear(g, x, f"{p}.mlp.gate_up_proj", wgu, [mlp.gate_proj, mlp.up_proj], plan, accuracy_level)
         gate, up = g.op("Split", [gu, g.const([spec.intermediate, spec.intermediate])], 2, name=f"{p}/mlp/Split", axis=-1)
         act = g.op1("Mul", [gate, g.op1("Sigmoid", [gate], name=f"{p}/mlp/Sigmoid")], name=f"{p}/mlp/SiLU")
-        d = _linear(g, g.op1("Mul", [act, up], name=f"{p}/mlp/Mul"), f"{p}.mlp.down_proj", mlp.down_proj.weight, plan,
-                    accuracy_level)  # fmt: skip
+        prod = g.op1("Mul", [act, up], name=f"{p}/mlp/Mul")
+        d = _linear(g, prod, f"{p}.mlp.down_proj", mlp.down_proj.weight, [mlp.down_proj], plan, accuracy_level)
         last = i == spec.layers - 1
         nw = m.norm.weight if last else layers[i + 1].input_layernorm.weight
         nname = "model.norm.weight" if last else f"model.layers.{i + 1}.input_layernorm.weight"
@@ -246,17 +250,17 @@ def build_decoder(
             domain=MS, epsilon=spec.rms_eps,
         )  # fmt: skip
 
-    # Keep the last `logits_to_keep` positions (0 = all): Slice(x, -k, end) on the sequence axis.
-    keep = g.init("logits_to_keep", np.array([0], np.int64))
-    start = g.op1("Neg", [keep], name="keep/Neg")
-    x = g.op1("Slice", [x, start, g.const([2**62]), g.const([1])], name="keep/Slice")
+    # Positions whose logits are computed: Slice(x, start, end) on the sequence axis (default: all).
+    g.init(LOGITS_RANGE, np.array([0, ALL_POSITIONS], np.int64))
+    start, end = g.op("Split", [LOGITS_RANGE, g.const([1, 1])], 2, name="keep/Split", axis=0)
+    x = g.op1("Slice", [x, start, end, g.const([1])], name="keep/Slice")
     # The lm_head gets its own initializer (untied) so MatMulNBits covers it like any other projection.
-    head_w = model.get_output_embeddings().weight
-    logits = _linear(g, x, "lm_head", head_w, plan, accuracy_level)
+    head = model.get_output_embeddings()
+    logits = _linear(g, x, "lm_head", head.weight, [head], plan, accuracy_level)
     g.nodes.append(helper.make_node("Identity", [logits], ["logits"], name="logits"))
 
     graph = helper.make_graph(g.nodes, "slimserve_decoder", inputs, outputs, initializer=g.inits)
-    graph.input.append(helper.make_tensor_value_info("logits_to_keep", i64, [1]))
+    graph.input.append(helper.make_tensor_value_info(LOGITS_RANGE, i64, [2]))
     model_proto = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid(MS, 1)], producer_name="slimserve"
     )
@@ -264,7 +268,7 @@ def build_decoder(
     return model_proto
 
 
-def float_plan(_name: str, _w: torch.Tensor) -> None:
+def float_plan(_name: str, _w: torch.Tensor, _sources: list) -> None:
     return None
 
 
@@ -272,7 +276,7 @@ def rtn_plan(bits: int, block_size: int, symmetric: bool, *, skip: Callable[[str
     """Round-to-nearest block quantization of every projection except those `skip` names."""
     from .packing import rtn_qparams
 
-    def plan(name: str, w: torch.Tensor) -> NBitsWeight | None:
+    def plan(name: str, w: torch.Tensor, _sources: list) -> NBitsWeight | None:
         if skip(name):
             return None
         return pack_nbits(w, rtn_qparams(w, bits, block_size, symmetric))

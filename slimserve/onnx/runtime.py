@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from .graph import ALL_POSITIONS, LOGITS_RANGE
 
 try:  # the benchmark harness owns GenResult; keep an identical fallback so this module imports on its own
     from ..bench.runner import GenResult, reset_rss_peak, rss_peak_mb
@@ -47,7 +48,7 @@ def session_options(threads: int | None):
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3  # the overridable `logits_to_keep` initializer warns on every load
+    so.log_severity_level = 3  # the overridable `logits_range` initializer warns on every load
     return so
 
 
@@ -79,7 +80,7 @@ class GraphInfo:
         kv = ins["past_key_values.0.key"].shape
         self.kv_heads, self.head_dim = int(kv[1]), int(kv[3])
         self.vocab = int(session.get_outputs()[0].shape[-1])
-        self.has_keep = "logits_to_keep" in {i.name for i in session.get_overridable_initializers()}
+        self.has_range = LOGITS_RANGE in {i.name for i in session.get_overridable_initializers()}
         self.static_batch = ins["input_ids"].shape[0] if isinstance(ins["input_ids"].shape[0], int) else None
         self.static_seq = ins["input_ids"].shape[1] if isinstance(ins["input_ids"].shape[1], int) else None
         self.static_cache = kv[2] if isinstance(kv[2], int) else None
@@ -111,13 +112,22 @@ def pick_token(logits: np.ndarray, do_sample: bool, temperature: float, top_p: f
 class KVCache:
     """Fixed-size per-layer KV buffers [B, kv_heads, capacity, head_dim] wrapped as OrtValues (shared memory)."""
 
-    def __init__(self, info: GraphInfo, batch: int, capacity: int):
+    def __init__(self, info: GraphInfo, batch: int, capacity: int, device: str = "cpu"):
         import onnxruntime as ort
 
         self.batch, self.capacity = batch, capacity
         shape = (batch, info.kv_heads, capacity, info.head_dim)
+        if device.startswith("cuda"):  # keep the cache on the GPU; binding host arrays would copy it every step
+            dev_id = int(device.split(":")[1]) if ":" in device else 0
+            self.arrays = []
+            self.values = [
+                ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, "cuda", dev_id) for _ in range(2 * info.layers)
+            ]
+            self._nbytes = 2 * info.layers * int(np.prod(shape)) * 4
+            return
         self.arrays = [np.zeros(shape, np.float32) for _ in range(2 * info.layers)]
         self.values = [ort.OrtValue.ortvalue_from_numpy(a) for a in self.arrays]
+        self._nbytes = sum(a.nbytes for a in self.arrays)
 
     def bind(self, binding, layers: int) -> None:
         for i in range(layers):
@@ -128,7 +138,7 @@ class KVCache:
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in self.arrays)
+        return self._nbytes
 
 
 class OrtRunner:
@@ -140,9 +150,9 @@ class OrtRunner:
         self.path, self.tokenizer, self.device, self.threads = Path(model_path), tokenizer, device, threads
         self.session = make_session(self.path, device, threads)
         self.info = GraphInfo(self.session)
-        if not self.info.has_keep:
+        if not self.info.has_range:
             raise UserError(
-                f"{self.path.name} is not a slimserve fused graph (no logits_to_keep input)",
+                f"{self.path.name} is not a slimserve fused graph (no {LOGITS_RANGE} input)",
                 hint="Build it with `export: {format: onnx, graph: fused}`, or run it with optimum's ORTModelForCausalLM",
             )
         self.vocab_size = self.info.vocab
@@ -152,7 +162,7 @@ class OrtRunner:
     def _kv(self, batch: int, need: int) -> KVCache:
         if self._cache is None or self._cache.batch != batch or self._cache.capacity < need:
             self._cache = None  # free the old buffers first
-            self._cache = KVCache(self.info, batch, need)
+            self._cache = KVCache(self.info, batch, need, self.device)
         return self._cache
 
     def _prepare(self, batch: int, capacity: int):
@@ -164,8 +174,8 @@ class OrtRunner:
         cache.bind(binding, self.info.layers)
         logits = np.empty((batch, 1, self.vocab_size), np.float32)
         binding.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(logits))
-        self._keep = np.ones(1, np.int64)
-        binding.bind_ortvalue_input("logits_to_keep", ort.OrtValue.ortvalue_from_numpy(self._keep))
+        self._range = np.array([-1, ALL_POSITIONS], np.int64)  # the last position only
+        binding.bind_ortvalue_input(LOGITS_RANGE, ort.OrtValue.ortvalue_from_numpy(self._range))
         ones = np.ones(batch * cache.capacity, np.int64)
         return binding, logits, ones
 

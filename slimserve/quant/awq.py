@@ -60,7 +60,11 @@ def scale_groups(layer: nn.Module) -> list[dict]:
     `probe` is the module whose input the consumers share; `norm` or `prev` is where 1/s folds."""
     attn, mlp = layer.self_attn, layer.mlp
     groups = [
-        {"name": "qkv", "norm": layer.input_layernorm, "consumers": ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"]},
+        {
+            "name": "qkv",
+            "norm": layer.input_layernorm,
+            "consumers": ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
+        },
         {"name": "gate_up", "norm": layer.post_attention_layernorm, "consumers": ["mlp.gate_proj", "mlp.up_proj"]},
         {"name": "down", "prev": mlp.up_proj, "consumers": ["mlp.down_proj"]},
     ]
@@ -91,7 +95,9 @@ def apply(model, cfg: AWQConfig, ctx: StepContext):
         probes = {g["name"]: mods[g["consumers"][0]] for g in groups}
         # Targets no scale group covers (o_proj under grouped-query attention) still get the clip search.
         covered = {c for g in scale_groups(layer) for c in g["consumers"]}
-        loose = [n for n, m in mods.items() if isinstance(m, nn.Linear) and f"{prefix}.{n}" in targets and n not in covered]
+        loose = [
+            n for n, m in mods.items() if isinstance(m, nn.Linear) and f"{prefix}.{n}" in targets and n not in covered
+        ]
         probes.update({n: mods[n] for n in loose})
         stats, _ = collect_input_stats(layer, probes, inputs, max_samples=max(cfg.search_tokens, cfg.clip_tokens))
         input_scale: dict[str, torch.Tensor] = {}

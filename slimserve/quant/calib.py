@@ -40,7 +40,9 @@ def load_calibration(tokenizer, cfg: CalibrationConfig, field_path: str = "calib
         return calibration_batches(tokenizer, text, cfg.samples, cfg.seq_len, source=f"'{cfg.text or 'default'}'")
     except UserError as e:
         if e.field in (None, "calibration", "eval_text"):
-            raise UserError(e.message, file=e.file, field=f"{field_path}.calibration", allowed=e.allowed, hint=e.hint) from None
+            raise UserError(
+                e.message, file=e.file, field=f"{field_path}.calibration", allowed=e.allowed, hint=e.hint
+            ) from None
         raise
 
 
@@ -164,15 +166,31 @@ def collect_input_stats(
     """Run `layer` on its inputs with hooks on `modules` (name -> submodule); return the statistics
     and the layer's outputs (computed with the weights as they are now)."""
     stats = {name: InputStats(max_samples=max_samples) for name in modules}
-    handles = [
-        mod.register_forward_hook(lambda _m, args, _o, s=stats[name]: s.add(args[0], hessian))
-        for name, mod in modules.items()
+    # Modules fed the same tensor (q/k/v, gate/up) share one InputStats: X^T X is computed once.
+    alias: dict[str, str] = {}
+    seen: dict[int, tuple[str, torch.Tensor]] = {}  # holds the tensors so their ids stay unique within a call
+
+    def hook(name, x):
+        if name in alias:
+            return
+        owner = seen.get(id(x), (None,))[0]
+        if owner is not None and owner != name and stats[owner].n > stats[name].n:
+            alias[name] = owner
+            stats[name] = stats[owner]
+            return
+        seen[id(x)] = (name, x)
+        stats[name].add(x, hessian)
+
+    handles = [layer.register_forward_pre_hook(lambda *_: seen.clear())]
+    handles += [
+        mod.register_forward_hook(lambda _m, args, _o, name=name: hook(name, args[0])) for name, mod in modules.items()
     ]
     try:
         outs = run_layer(layer, inputs)
     finally:
         for h in handles:
             h.remove()
+        seen.clear()
     return stats, outs
 
 

@@ -47,6 +47,9 @@ class WeightQuantConfig(StepConfig):
     overrides: dict[str, Literal["skip"] | LayerOverride] = Field(default_factory=dict)
     # lm_head is tied to the embeddings in many small models; quantizing it would untie it.
     ignore: list[str] = Field(default_factory=lambda: ["lm_head"])
+    # What to do when group_size does not divide a layer's in_features (e.g. hidden 576 with group 128):
+    # use the largest smaller group that divides it, quantize per output channel, or skip the layer.
+    on_indivisible: Literal["smaller-group", "per-channel", "skip"] = "smaller-group"
     artifact_format: ClassVar[str | None] = "compressed-tensors"
 
     def summary(self) -> str:
@@ -77,8 +80,13 @@ def resolve_layers(model, cfg: WeightQuantConfig, ctx: StepContext):
             group = ov.group_size if "group_size" in ov.model_fields_set else group
             sym = ov.symmetric if ov.symmetric is not None else sym
         if group and mod.in_features % group:
-            ctx.skip(name, f"in_features {mod.in_features} not divisible by group size {group}")
-            continue
+            why = f"in_features {mod.in_features} not divisible by group size {group}"
+            if cfg.on_indivisible == "skip":
+                ctx.skip(name, why)
+                continue
+            smaller = [g for g in (64, 32) if g < group and mod.in_features % g == 0]
+            group = smaller[0] if smaller and cfg.on_indivisible == "smaller-group" else None
+            ctx.note(f"{why}: used {f'group {group}' if group else 'per-channel'}", name)
         yield name, mod, bits, group, sym
 
 

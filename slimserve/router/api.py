@@ -1,10 +1,10 @@
 """Router catalog API: tier the benchmarked targets, declare external models, export to routers.
 
-    import slimserve.router as router
-    router.add_external("gpt-4o", input_per_1m=2.50, output_per_1m=10.00, quality={"mc:arc_easy": 0.96},
-                        source="https://openai.com/api/pricing", date="2026-11-01")
-    router.tier()                                    # Pareto front + tiers.yaml -> stored assignment
-    router.export("litellm", "router.yaml", api_base="http://localhost:8000/v1")
+import slimserve.router as router
+router.add_external("gpt-4o", input_per_1m=2.50, output_per_1m=10.00, quality={"mc:arc_easy": 0.96},
+                    source="https://openai.com/api/pricing", date="2026-11-01")
+router.tier()                                    # Pareto front + tiers.yaml -> stored assignment
+router.export("litellm", "router.yaml", api_base="http://localhost:8000/v1")
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ DEFAULT_API_BASE = "http://localhost:8000/v1"
 TIERS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS router_tiers (
     id INTEGER PRIMARY KEY CHECK (id = 1),
-    rules TEXT NOT NULL,
+    rules TEXT NOT NULL,  -- JSON {rules: path, from_recipe: bool}
     inputs TEXT NOT NULL,
     assignment TEXT NOT NULL,
     created TEXT NOT NULL
@@ -39,12 +39,13 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr)
 
 
-def open_catalog(catalog: Any = None) -> Any:
-    """A Catalog object as is, or open one from a path (None: $SLIMSERVE_CATALOG or ./catalog)."""
+def open_catalog(catalog: Any = None, *, create: bool = False) -> Any:
+    """A Catalog object as is, or open one from a path (None: $SLIMSERVE_CATALOG or ./catalog).
+    Reading commands never create a catalog folder as a side effect."""
     if catalog is None or isinstance(catalog, (str, Path)):
         from ..catalog import Catalog
 
-        return Catalog.open(catalog)
+        return Catalog.open(catalog, create=create)
     return catalog
 
 
@@ -69,11 +70,11 @@ def _inputs_key(targets: list[tg.RoutingTarget]) -> str:
 
 
 def _compute(targets: list[tg.RoutingTarget], rules: Any, from_recipe: bool) -> tuple[Assignment, str]:
-    path = Path(rules) if rules else DEFAULT_RULES
+    path = Path(rules).resolve() if rules else DEFAULT_RULES  # stored: must not depend on the cwd of `tier`
     r = load_rules(path)
     if from_recipe:
-        return assign_from_recipe(targets, r), "recipe"
-    return assign(targets, r, source=f"rules:{path}"), str(path)
+        return assign_from_recipe(targets, r), str(path)
+    return assign(targets, r, source=f"rules:{path}"), str(path)  # (assignment, rules path to store)
 
 
 def _stored(cat: Any) -> dict[str, Any] | None:
@@ -100,7 +101,12 @@ def tier(
     with cat.connect() as con:
         con.execute(
             "INSERT OR REPLACE INTO router_tiers VALUES (1, ?, ?, ?, ?)",
-            ("recipe" if from_recipe else rules_ref, _inputs_key(targets), json.dumps(a.to_dict()), now),
+            (
+                json.dumps({"rules": rules_ref, "from_recipe": from_recipe}),
+                _inputs_key(targets),
+                json.dumps(a.to_dict()),
+                now,
+            ),
         )
         con.commit()
     return a
@@ -113,7 +119,11 @@ def current_assignment(cat: Any, targets: list[tg.RoutingTarget], rules: Any = N
         return Assignment.from_dict(stored["assignment"])
     if stored:
         _say("note: measurements changed since `slimserve catalog tier`; tiers recomputed with the same rules")
-        return _compute(targets, None if stored["rules"] == "recipe" else stored["rules"], stored["rules"] == "recipe")[0]
+        try:
+            how = json.loads(stored["rules"])
+        except ValueError:  # a row written before the JSON form: fall back to the packaged rules
+            how = {"rules": None, "from_recipe": False}
+        return _compute(targets, how.get("rules"), bool(how.get("from_recipe")))[0]
     return _compute(targets, rules, False)[0]
 
 
@@ -135,7 +145,9 @@ def export(
     render = EXPORTERS.get(format, field="format")
     out = Path(output)
     if not out.parent.is_dir():
-        raise UserError(f"folder {out.parent} does not exist", field="output", hint="create it first or pick another path")
+        raise UserError(
+            f"folder {out.parent} does not exist", field="output", hint="create it first or pick another path"
+        )
     cat = open_catalog(catalog)
     targets, skipped = collect(cat, target)
     if not targets:
@@ -145,6 +157,8 @@ def export(
             + (f"; left out: {'; '.join(skipped)}" if skipped else ""),
         )
     a = current_assignment(cat, targets, rules)
+    for n in a.notes:
+        _say(f"note: {n}")
     order = {tid: i for i, tid in enumerate(tid for tr in a.tiers for tid in tr.members)}
     targets.sort(key=lambda t: (order.get(t.id, len(order)), a.status[t.id]["cost"], t.id))
     ctx = ExportContext(
@@ -173,7 +187,7 @@ def add_external(
 ) -> dict[str, Any]:
     """Declare an external model with its list prices (USD per 1M tokens, with source and date) and declared quality
     ({metric: value}, e.g. {"mc:arc_easy": 0.96}). `model` is the name a router sends (default: name)."""
-    cat = open_catalog(catalog)
+    cat = open_catalog(catalog, create=True)
     return ext.add_external(
         cat,
         name,

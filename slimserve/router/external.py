@@ -115,7 +115,7 @@ def list_external(cat: Any) -> list[dict[str, Any]]:
     with cat.connect() as con:
         cur = con.execute("SELECT * FROM router_external ORDER BY name")
         cols = [d[0] for d in cur.description]
-        rows = [dict(zip(cols, r)) for r in cur.fetchall()]
+        rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
     for r in rows:
         r["quality"] = json.loads(r["quality"])
     return rows

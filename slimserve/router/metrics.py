@@ -19,7 +19,9 @@ REFERENCE_VALUES = {"top1": 1.0, "kld": 0.0, "ppl_delta": 0.0}
 def check_metric(name: str, *, field: str | None = None, file: str | None = None) -> str:
     if name in HIGHER_IS_BETTER or (name.startswith("mc:") and len(name) > 3):
         return name
-    raise UserError(f"unknown quality metric '{name}'", field=field, file=file, allowed=[*HIGHER_IS_BETTER, "mc:<task>"])
+    raise UserError(
+        f"unknown quality metric '{name}'", field=field, file=file, allowed=[*HIGHER_IS_BETTER, "mc:<task>"]
+    )
 
 
 def higher_is_better(name: str) -> bool:

@@ -57,7 +57,9 @@ def method_summary(manifest: dict[str, Any]) -> str:
     for step in manifest.get("steps") or []:
         name = step.get("method") or step.get("format") or "?"
         settings = step.get("settings") or {}
-        extra = ",".join(f"{k}={settings[k]}" for k in ("bits", "group_size", "sparsity") if k in settings)
+        extra = ",".join(
+            f"{k}={settings[k]}" for k in ("bits", "group_size", "sparsity") if settings.get(k) is not None
+        )
         parts.append(f"{step.get('kind', '?')}:{name}" + (f"({extra})" if extra else ""))
     if not parts:
         return "reference" if manifest.get("reference") else "none"

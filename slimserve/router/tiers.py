@@ -30,6 +30,7 @@ class TierRule(BaseModel):
     name: str = Field(min_length=1)
     floor: float | None = None  # at least this good on the metric (<= for lower-is-better metrics)
     kind: Literal["any", "local", "external"] = "any"
+    optional: bool = False  # dropped (with a note) instead of an error when no target meets it
 
     @field_validator("name")
     @classmethod
@@ -104,8 +105,11 @@ class Assignment:
     blend_input_share: float
     source: str  # "rules:<path>" or "recipe"
     tiers: list[Tier]
-    status: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> {status, tiers, dominated_by, cost, quality}
+    status: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # id -> {status, tiers, dominated_by, cost, quality}
     routellm: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,8 +153,12 @@ def assign(targets: list[RoutingTarget], rules: TierRules, source: str = "rules"
     order = sorted(targets, key=lambda t: (cost[t.id], -metrics.oriented(m, t.quality.get(m, 0.0)), t.id))
     rank = {t.id: i for i, t in enumerate(order)}
     tiers: list[Tier] = []
+    notes: list[str] = []
     elig = [eligible(r) for r in rules.tiers]
     for i, rule in enumerate(rules.tiers):
+        if not elig[i] and rule.optional:
+            notes.append(f"optional tier '{rule.name}' left out: no target meets it")
+            continue
         if not elig[i]:
             best = max((t.quality[m] for t in on_front), key=lambda v: metrics.oriented(m, v), default=None)
             what = f"{m} {'>=' if metrics.higher_is_better(m) else '<='} {rule.floor}" if rule.floor is not None else ""
@@ -166,6 +174,8 @@ def assign(targets: list[RoutingTarget], rules: TierRules, source: str = "rules"
         band.sort(key=lambda t: rank[t.id])
         tiers.append(Tier(rule.name, rule.floor, rule.kind, band[0].id, [t.id for t in band]))
 
+    if not tiers:
+        raise UserError("no tier rule matches any target", hint="; ".join(notes))
     status: dict[str, dict[str, Any]] = {}
     for t in targets:
         in_tiers = [tr.name for tr in tiers if t.id in tr.members]
@@ -187,7 +197,7 @@ def assign(targets: list[RoutingTarget], rules: TierRules, source: str = "rules"
             "quality": t.quality.get(m),
             "on_front": t.id in {f.id for f in on_front},
         }
-    a = Assignment(m, rules.blend_input_share, source, tiers, status)
+    a = Assignment(m, rules.blend_input_share, source, tiers, status, notes=notes)
     a.routellm = routellm_pair(a, by_id, rules)
     return a
 
@@ -224,7 +234,9 @@ def assign_from_recipe(targets: list[RoutingTarget], rules: TierRules) -> Assign
     tiers.sort(key=lambda tr: (cost[tr.leader], tr.name))
     status = {
         t.id: {
-            "status": "dominated" if dom.get(t.id) else ("leader" if any(tr.leader == t.id for tr in tiers) else "member"),
+            "status": "dominated"
+            if dom.get(t.id)
+            else ("leader" if any(tr.leader == t.id for tr in tiers) else "member"),
             "tiers": [tr.name for tr in tiers if t.id in tr.members],
             "dominated_by": dom.get(t.id),
             "cost": cost[t.id],

@@ -1,17 +1,17 @@
 """Export formats for routing targets. One module per format, each registering a render function in EXPORTERS.
 
-    @EXPORTERS.register("myformat")
-    def render(ctx: ExportContext) -> str: ...
+@EXPORTERS.register("myformat")
+def render(ctx: ExportContext) -> str: ...
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable
 
 from ...errors import UserError
 from ...registry import Registry
@@ -65,7 +65,9 @@ def write_atomic(path: str | Path, text: str) -> Path:
     """Write text to path via a temp file in the same folder and os.replace (readers never see half a file)."""
     p = Path(path)
     if not p.parent.is_dir():
-        raise UserError(f"folder {p.parent} does not exist", field="output", hint="create it first or pick another path")
+        raise UserError(
+            f"folder {p.parent} does not exist", field="output", hint="create it first or pick another path"
+        )
     if p.is_dir():
         raise UserError(f"{p} is a folder, not a file path", field="output")
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)

@@ -28,7 +28,7 @@ def render(ctx: ExportContext) -> str:
             if base:
                 params["api_base"] = base
             if t.kind == "local":
-                params["api_key"] = "os.environ/SLIMSERVE_API_KEY"  # local OpenAI-compatible servers ignore it
+                params["api_key"] = "none"  # a local OpenAI-compatible server started without --api-key takes any key
             params.update(costs)
             info = {"id": f"{tier.name}/{t.id}", "mode": "chat", **costs, "price_kind": t.price_kind}
             if t.context_length:

@@ -25,7 +25,7 @@ def render(ctx: ExportContext) -> str:
             {
                 "id": t.id,
                 "canonical_slug": t.id,
-                "hugging_face_id": t.base_model if t.kind == "local" else "",
+                "hugging_face_id": t.base_model if t.kind == "local" and "/" in (t.base_model or "") else "",
                 "name": f"slimserve {tier}: {t.variant}" + ("" if t.kind == "external" else f" ({t.target})"),
                 "created": _created(t.created),
                 "description": f"{where}; tier {tier}; {t.price_kind} price: {t.price_source}",

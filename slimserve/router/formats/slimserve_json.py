@@ -6,10 +6,12 @@ Versioned (`version`) and described by the published JSON Schema slimserve/route
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from . import CATALOG_FORMAT_VERSION, EXPORTERS, ExportContext
 
-SCHEMA_ID = "https://slimserve.dev/schema/catalog-v1.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schema" / "catalog.schema.json"
+SCHEMA_ID = "urn:slimserve:schema:catalog:1"  # the $id in SCHEMA_PATH
 
 
 @EXPORTERS.register("json")
@@ -44,5 +46,6 @@ def render(ctx: ExportContext) -> str:
         "routellm": a.routellm,
         "targets": targets,
         "skipped": ctx.skipped,
+        "notes": a.notes,
     }
     return json.dumps(doc, indent=2, sort_keys=False) + "\n"

@@ -26,13 +26,18 @@ def build(
     catalog: str | Path | None = None,
     variants: list[str] | None = None,
     force: bool = False,
+    base: str | None = None,
 ) -> list[VariantRow]:
     """Build every variant of a recipe (or the named subset) into the catalog.
+
+    `base` replaces the recipe's base.source (same recipe, another model).
 
     >>> slimserve.build("recipes/llama-int4.yaml", catalog="catalog")
     """
     recipe_file = str(recipe)
     r = load_recipe(recipe_file)
+    if base is not None:
+        r = r.model_copy(update={"base": r.base.model_copy(update={"source": base})})
     chosen = _choose(r, variants, recipe_file)
     cat = Catalog.open(catalog)
     existing = [v.name for v in chosen if cat.exists(v.name)]
@@ -104,6 +109,8 @@ def _build_variant(cat: Catalog, r: Recipe, v, base: ResolvedBase, recipe_info: 
             spec = STEPS[kind].get(method, field=ctx.field, file=recipe_file)
             ts = time.perf_counter()
             model = spec.apply(model, cfg, ctx)
+            for msg, layers in ctx.records.get("notes", {}).items():
+                console.print(f"  note: {len(layers)} layer(s): {msg}")
             steps_record.append(
                 {
                     "kind": kind,
@@ -115,8 +122,11 @@ def _build_variant(cat: Catalog, r: Recipe, v, base: ResolvedBase, recipe_info: 
                 }
             )
         ctx = ctx or StepContext(base_dir=base.path, work_dir=tmp, tokenizer=tokenizer, field="", recipe_file=recipe_file)
-        if ctx.skipped:
-            console.print(f"  skipped {len(ctx.skipped)} layer(s): " + "; ".join(f"{k} ({w})" for k, w in ctx.skipped.items()))
+        by_reason: dict[str, list[str]] = {}
+        for layer, why in ctx.skipped.items():
+            by_reason.setdefault(why, []).append(layer)
+        for why, layers in by_reason.items():
+            console.print(f"  skipped {len(layers)} layer(s) ({why}): {', '.join(layers[:4])}{' ...' if len(layers) > 4 else ''}")
         params = count_params(model)
         extra = WRITERS.get(ctx.artifact_format)(model, tmp, ctx)
         if not (tmp / "tokenizer_config.json").is_file():

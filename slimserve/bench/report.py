@@ -1,0 +1,144 @@
+"""Benchmark reports: JSON (records + run settings) and Markdown (one table per scenario family)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .record import BenchRecord, LatencyStats
+
+
+def _pm(s: LatencyStats | None, fmt: str = "{:.1f}", scale: float = 1.0) -> str:
+    """median ± stdev (n)."""
+    if s is None:
+        return "-"
+    return f"{fmt.format(s.p50 * scale)} ± {fmt.format(s.stdev * scale)} (n={s.count})"
+
+
+def _f(v: float | None, fmt: str = "{:.3g}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def to_json(records: list[BenchRecord], config: dict[str, Any]) -> str:
+    return json.dumps(
+        {"config": config, "records": [r.to_dict() for r in records]}, indent=2, sort_keys=True, default=str
+    )
+
+
+def to_markdown(records: list[BenchRecord], config: dict[str, Any]) -> str:
+    if not records:
+        return "# slimserve bench\n\nNo variant was benchmarked.\n"
+    fp = records[0].fingerprint
+    lines = [
+        f"# slimserve bench: {records[0].target} (run {records[0].run_id})",
+        "",
+        f"- command: `{fp.command}`",
+        f"- hardware: {fp.cpu_model}, {fp.cores} logical cores, {fp.threads} threads, flags "
+        f"{', '.join(fp.cpu_flags) or 'none'}" + (f"; GPU {fp.gpu_name} {fp.gpu_memory_gb} GiB" if fp.gpu_name else ""),
+        f"- versions: {', '.join(f'{k} {v}' for k, v in sorted(fp.versions.items()))}",
+        f"- created: {records[0].created}",
+    ]
+    if config.get("load_avg") is not None:
+        lines.append(f"- load average (1/5/15 min) at start: {config['load_avg']}")
+    loops = sorted({r.speed.loop for r in records if r.speed})
+    if loops:
+        lines.append(f"- decode loop timed: {', '.join(loops)}")
+    lines.append("- values are median ± sample stdev over n timed iterations after warm-up")
+    lines.append("")
+
+    speed = [r for r in records if r.speed]
+    if speed:
+        lens = sorted({n for r in speed for n in r.speed.prefill_tok_s})
+        ttft_len = (config.get("speed") or {}).get("prompt_lens", [lens[0] if lens else "?"])[0]
+        batches = sorted({b for r in speed for b in (*r.speed.batch_tok_s, *r.speed.batch_errors)})
+        head = (
+            ["variant", "load s", f"TTFT ms ({ttft_len}-token prompt)"]
+            + [f"prefill@{n} tok/s" for n in lens]
+            + ["decode tok/s", "ITL p50 ms", "ITL p99 ms"]
+            + [f"batch {b} tok/s (p99 ITL ms)" for b in batches]
+            + ["peak MB", "size MB"]
+        )
+        lines += ["## Speed", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in speed:
+            s = r.speed
+            row = [r.variant, _f(s.load_s, "{:.2f}"), _pm(s.ttft_s, "{:.1f}", 1000.0)]
+            row += [_pm(s.prefill_tok_s.get(n)) for n in lens]
+            row += [
+                _pm(s.decode_tok_s, "{:.2f}"),
+                _f(s.itl_ms.p50 if s.itl_ms else None, "{:.1f}"),
+                _f(s.itl_ms.p99 if s.itl_ms else None, "{:.1f}"),
+            ]
+            for b in batches:
+                if b in s.batch_tok_s:
+                    row.append(f"{s.batch_tok_s[b]:.1f} ({s.batch_itl_p99_ms.get(b, float('nan')):.0f})")
+                else:
+                    row.append("did not run: " + s.batch_errors.get(b, "-"))
+            row += [_f(s.peak_mem_mb, "{:.0f}"), _f(s.size_mb, "{:.1f}")]
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+
+    qual = [r for r in records if r.quality]
+    if qual:
+        tasks = sorted({t for r in qual for t in r.quality.mc_accuracy})
+        head = ["variant", "ppl", "ppl vs ref", "KLD", "KLD p99", "top-1 agree"] + [f"{t} acc (n)" for t in tasks]
+        src = qual[0].quality
+        lines += [
+            "## Quality",
+            "",
+            f"Text: {src.eval_text}, {src.tokens} scored tokens; KLD = mean KL(reference ||"
+            " variant) of next-token distributions in nats.",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|" + "---|" * len(head),
+        ]
+        for r in qual:
+            q = r.quality
+            row = [
+                r.variant,
+                _f(q.ppl, "{:.3f}"),
+                _f(None if q.ppl_delta is None else 100 * q.ppl_delta, "{:+.2f}%"),
+                _f(q.kld, "{:.5f}"),
+                _f(q.kld_p99, "{:.4f}"),
+                _f(q.top1, "{:.4f}"),
+            ]
+            row += [f"{q.mc_accuracy[t]:.3f} ({q.mc_counts.get(t, '?')})" if t in q.mc_accuracy else "-" for t in tasks]
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+
+    cost = [r for r in records if r.cost]
+    if cost:
+        c0 = cost[0].cost
+        lines += [
+            "## Cost",
+            "",
+            f"Price: ${c0.price_per_hour}/h for `{c0.hardware_key}` ({c0.price_source}). "
+            f"Output cost at the best-throughput batch whose p99 inter-token latency is under {c0.slo_ms:g} ms.",
+            "",
+            "| variant | $/1M input | $/1M output | batch | input tok/s | output tok/s |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in cost:
+            c = r.cost
+            lines.append(
+                f"| {r.variant} | {c.usd_per_1m_input:.4f} | {c.usd_per_1m_output:.4f} | {c.batch} | "
+                f"{c.input_tok_s:.1f} | {c.output_tok_s:.2f} |"
+            )
+        lines.append("")
+
+    notes = [(r.variant, n) for r in records for n in r.notes]
+    if notes:
+        lines += ["## Notes", ""] + [f"- {v}: {n}" for v, n in notes] + [""]
+    return "\n".join(lines)
+
+
+def write_reports(records: list[BenchRecord], config: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    """Write <run_id>.json and <run_id>.md into out_dir (via temp files, so an interrupted write leaves none)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    run_id = records[0].run_id if records else "empty"
+    paths = (out_dir / f"{run_id}.json", out_dir / f"{run_id}.md")
+    for path, text in zip(paths, (to_json(records, config), to_markdown(records, config)), strict=True):
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text + "\n", encoding="utf-8")
+        tmp.replace(path)
+    return paths

@@ -1,0 +1,95 @@
+"""slimserve bench: measure speed, quality and cost of catalog variants on a target."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import catalog_arg, kwargs_of
+
+EPILOG = """examples:
+  slimserve bench --target cpu                          # every variant in the catalog, on this machine
+  slimserve bench smollm2-int4-g128 --target cpu --json
+  slimserve bench --target cuda --price-per-hour 1.006  # on a GPU machine (e.g. an A10G at on-demand price)
+  slimserve bench --limit 4 --iters 2 --min-seconds 0   # a quick look
+  slimserve bench --list-targets                        # which targets run here, and why not
+"""
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        vals = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
+    if not vals or any(v < 1 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got '{text}'")
+    return vals
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="benchmark variants on a target: latency, memory, quality and $ per 1M tokens",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+    )
+    p.add_argument("variants", nargs="*", metavar="VARIANT", help="variants to run (default: every variant)")
+    p.add_argument("--target", default="cpu", help="where to run: cpu, cuda, onnx-cpu, ... (default: cpu)")
+    catalog_arg(p)
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's default)")
+    p.add_argument("--hardware", default=None, help="price-table key of this machine (default: local-cpu/local-gpu)")
+    p.add_argument("--price-per-hour", type=float, default=None, help="hourly price in USD; overrides the table")
+    p.add_argument("--prices", default=None, help="a price table YAML replacing the shipped one")
+    p.add_argument("--eval-text", default=None, help="text file for perplexity (default: Pride and Prejudice)")
+    p.add_argument("--eval-mc", default=None, help="JSONL of {question, choices, answer} instead of ARC-Easy/HellaSwag")
+    p.add_argument("--limit", type=int, default=None, help="at most N perplexity windows and N questions per task")
+    p.add_argument("--slo-ms", type=float, default=100.0, help="p99 inter-token latency SLO for the output price")
+    p.add_argument("--iters", type=int, default=None, help="minimum timed iterations per scenario (default 3)")
+    p.add_argument("--min-seconds", type=float, default=None, help="minimum seconds per scenario (default 2)")
+    p.add_argument("--new-tokens", type=int, default=None, help="tokens decoded in the decode scenario (default 128)")
+    p.add_argument("--batches", type=_ints, default=None, help="batch sizes, e.g. 1,4,16 (default)")
+    p.add_argument("--prompt-lens", type=_ints, default=None, help="prefill prompt lengths, e.g. 128,512 (default)")
+    p.add_argument("--no-speed", dest="speed", action="store_false", help="skip the speed scenarios (and cost)")
+    p.add_argument("--no-quality", dest="quality", action="store_false", help="skip the quality scenarios")
+    p.add_argument("--loop", default=None, help="PyTorch decode loop: static-kv (default), dynamic-kv, generate")
+    p.add_argument("--out", default=None, help="report folder (default: <catalog>/bench)")
+    p.add_argument("--json", action="store_true", help="print the records as JSON")
+    p.add_argument("--list-targets", action="store_true", help="list targets and whether they run here")
+    p.set_defaults(func=bench_cmd)
+
+
+def bench_cmd(args: argparse.Namespace) -> int:
+    if args.list_targets:
+        from ..bench.targets import target_status
+
+        for name, why in target_status().items():
+            print(f"{name:16s} {'ok' if why is None else why}")
+        return 0
+    from ..bench.api import bench
+
+    bench(
+        args.variants or None,
+        **kwargs_of(
+            args,
+            "target",
+            "catalog",
+            "threads",
+            "hardware",
+            "price_per_hour",
+            "prices",
+            "eval_text",
+            "eval_mc",
+            "limit",
+            "slo_ms",
+            "speed",
+            "quality",
+            "iters",
+            "min_seconds",
+            "new_tokens",
+            "batches",
+            "prompt_lens",
+            "loop",
+            "out",
+            "json",
+        ),
+    )
+    return 0

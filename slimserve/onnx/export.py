@@ -1,0 +1,130 @@
+"""Write an ONNX decoder directory: the fused slimserve graph (default) or optimum-onnx's stock export.
+
+Both leave ``model.onnx`` (+ ``model.onnx_data``), ``config.json`` and ``generation_config.json`` so the directory
+also loads with ``optimum.onnxruntime.ORTModelForCausalLM.from_pretrained(dir)`` without slimserve.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DependencyError, UserError
+
+MODEL_FILE = "model.onnx"
+DATA_FILE = "model.onnx_data"
+
+
+def save_model(model_proto, out_dir: Path, name: str = MODEL_FILE, data: str | None = None) -> Path:
+    """Save with all weights in one external data file next to the graph."""
+    import onnx
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / name
+    onnx.save(
+        model_proto,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=data or (name + "_data"),
+        size_threshold=1024,
+    )
+    return path
+
+
+def write_hf_sidecars(model, out_dir: Path) -> None:
+    """config.json / generation_config.json so optimum (and humans) know what the graph is."""
+    model.config.save_pretrained(out_dir)
+    gen = getattr(model, "generation_config", None)
+    if gen is not None:
+        gen.save_pretrained(out_dir)
+
+
+def export_fused(model, out_dir: Path, plan, *, accuracy_level: int = 4) -> Path:
+    """The fused GQA/MatMulNBits graph of `model` (weights as they are) into out_dir/model.onnx."""
+    from .graph import build_decoder
+
+    path = save_model(build_decoder(model, plan, accuracy_level=accuracy_level), out_dir, MODEL_FILE, DATA_FILE)
+    write_hf_sidecars(model, out_dir)
+    return path
+
+
+def export_optimum(model, out_dir: Path, *, opset: int = 18) -> Path:
+    """optimum-onnx's `text-generation-with-past` export of the in-memory model (so earlier steps are kept)."""
+    try:
+        from optimum.exporters.onnx import onnx_export_from_model
+    except ImportError as e:
+        raise DependencyError("optimum-onnx", "the optimum ONNX export") from e
+    with tempfile.TemporaryDirectory(dir=out_dir.parent if out_dir.parent.exists() else None) as tmp:
+        try:
+            onnx_export_from_model(model, Path(tmp), task="text-generation-with-past", opset=opset, do_validation=False)
+        except (ValueError, KeyError) as e:
+            raise UserError(f"optimum-onnx cannot export this model: {e}", field="export.graph") from e
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for f in Path(tmp).iterdir():
+            shutil.move(str(f), out_dir / f.name)
+    return out_dir / MODEL_FILE
+
+
+def untie_lm_head(model_proto) -> str | None:
+    """Give a MatMul whose weight is Transpose(initializer) (tied lm_head) its own transposed initializer.
+
+    The stock MatMulNBits quantizer only handles a constant B input; returns the new initializer's name or None.
+    """
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model_proto.graph.initializer}
+    producers = {o: n for n in model_proto.graph.node for o in n.output}
+    for node in model_proto.graph.node:
+        if node.op_type != "MatMul":
+            continue
+        src = producers.get(node.input[1])
+        if src is None or src.op_type != "Transpose" or src.input[0] not in inits:
+            continue
+        w = numpy_helper.to_array(inits[src.input[0]])
+        perm = next((list(a.ints) for a in src.attribute if a.name == "perm"), None)
+        wt = np.ascontiguousarray(w.transpose(perm) if perm else w.T)
+        name = "lm_head.weight.untied"
+        model_proto.graph.initializer.append(numpy_helper.from_array(wt, name))
+        node.input[1] = name
+        return name
+    return None
+
+
+def untie_saved(path: Path) -> str | None:
+    """untie_lm_head on a saved graph, re-saved in place."""
+    import onnx
+
+    model = onnx.load(str(path))
+    name = untie_lm_head(model)
+    if name is not None:
+        path.with_name(path.name + "_data").unlink(missing_ok=True)
+        save_model(model, path.parent, path.name, path.name + "_data")
+    return name
+
+
+def quantize_optimum_int4(path: Path, *, block_size: int, symmetric: bool, accuracy_level: int) -> list[str]:
+    """MatMulNBits int4 over a stock optimum graph, lm_head included (untied first). Returns quantized node names."""
+    import onnx
+
+    try:
+        from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+    except ImportError as e:
+        raise DependencyError("onnx-ir", "ONNX Runtime's MatMulNBits quantizer") from e
+    model = onnx.load(str(path))
+    untie_lm_head(model)
+    qcfg = DefaultWeightOnlyQuantConfig(
+        block_size=block_size, is_symmetric=symmetric, accuracy_level=accuracy_level, bits=4
+    )
+    q = MatMulNBitsQuantizer(model, algo_config=qcfg)
+    q.process()
+    out = q.model.model
+    names = [n.name for n in out.graph.node if n.op_type == "MatMulNBits"]
+    data = path.with_name(path.name + "_data")
+    if data.exists():
+        data.unlink()
+    save_model(out, path.parent, path.name, data.name)
+    return names

@@ -1,0 +1,89 @@
+"""Weight plans for the fused graph (which projection becomes MatMulNBits, on which grid) and ONNX Runtime's
+dynamic int8 quantization of a saved float graph.
+
+A plan reuses the grid an earlier ``quantize`` step chose (QParams attached to the nn.Linear, e.g. GPTQ/AWQ) when
+MatMulNBits can hold it, so ``quantize: gptq`` + ``export: onnx`` exports GPTQ's codes; otherwise it rounds to nearest
+with the export step's block size. Every decision lands in ctx.layers / ctx.skipped for the manifest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..quant.base import get_qparams
+from ..quant.math import QParams
+from ..steps import StepContext
+from .packing import NBitsWeight, pack_nbits, rtn_qparams
+
+NBITS_BLOCKS = (16, 32, 64, 128, 256)
+
+
+def _fused_qparams(modules: list, k: int) -> QParams | None:
+    """Concatenate the attached QParams of modules fused along the output dim, if all agree and fit MatMulNBits."""
+    qps = [get_qparams(m) for m in modules]
+    if any(q is None for q in qps):
+        return None
+    first = qps[0]
+    same = all(q.bits == first.bits and q.group_size == first.group_size and q.symmetric == first.symmetric for q in qps)
+    if not same or first.bits not in (4, 8) or first.group_size not in NBITS_BLOCKS or k % first.group_size:
+        return None
+    zero = None if first.symmetric else torch.cat([q.zero_point for q in qps], 0)
+    return QParams(torch.cat([q.scale for q in qps], 0), zero, first.bits, first.group_size)
+
+
+class WeightPlan:
+    """Callable (name, weight, source modules) -> packed weight or None (float MatMul), recording each decision."""
+
+    def __init__(self, cfg, ctx: StepContext | None = None):
+        self.cfg, self.ctx = cfg, ctx
+        self.decisions: dict[str, dict] = {}
+
+    def __call__(self, name: str, w: torch.Tensor, sources: list) -> NBitsWeight | None:
+        cfg = self.cfg
+        step_qp = _fused_qparams(sources, w.shape[1]) if cfg.use_step_qparams else None
+        if cfg.weights != "int4":
+            if step_qp is not None or any(get_qparams(m) for m in sources):
+                self._note(name, {"weights": "float", "note": "earlier quantize step's grid kept as float values"})
+            return None
+        if name == "lm_head" and not cfg.quantize_lm_head:
+            self._skip(name, "quantize_lm_head: false (lm_head stays a float MatMul)")
+            return None
+        if step_qp is not None:
+            self._note(name, {"bits": step_qp.bits, "block_size": step_qp.group_size, "symmetric": step_qp.symmetric,
+                              "grid": "earlier quantize step"})  # fmt: skip
+            return pack_nbits(w, step_qp)
+        if any(get_qparams(m) for m in sources):
+            self._note(name, {"note": "earlier step's grid does not fit MatMulNBits; re-rounded (RTN)"})
+        self._note(name, {"bits": 4, "block_size": cfg.block_size, "symmetric": cfg.symmetric, "grid": "rtn",
+                          "padded_k": w.shape[1] % cfg.block_size != 0})  # fmt: skip
+        return pack_nbits(w, rtn_qparams(w, 4, cfg.block_size, cfg.symmetric))
+
+    def _note(self, name: str, rec: dict) -> None:
+        self.decisions.setdefault(name, {}).update(rec)
+        if self.ctx is not None:
+            self.ctx.layers.setdefault(name, {}).update(rec)
+
+    def _skip(self, name: str, why: str) -> None:
+        if self.ctx is not None:
+            self.ctx.skip(name, why)
+
+
+def quantize_dynamic_int8(src: Path, dst: Path, *, per_channel: bool = True) -> list[str]:
+    """ORT dynamic int8 (int8 weights, activations quantized per call) of every float MatMul; returns their names."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = onnx.load(str(src), load_external_data=False)
+    names = [n.name for n in model.graph.node if n.op_type == "MatMul"]
+    quantize_dynamic(
+        str(src),
+        str(dst),
+        per_channel=per_channel,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul"],
+        use_external_data_format=True,
+        extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+    return names

@@ -1,0 +1,177 @@
+"""Recipe export steps: `export: {format: onnx}` and `export: {format: neuron-static}`.
+
+```yaml
+steps:
+  - export:
+      format: onnx
+      graph: fused          # fused (GroupQueryAttention + MatMulNBits, fast loop) | optimum (stock optimum-onnx)
+      weights: int4         # float | int8 (ORT dynamic, per channel) | int4 (MatMulNBits)
+      block_size: 32        # int4: 16 | 32 | 64 | 128 | 256
+      symmetric: false
+      accuracy_level: 4     # MatMulNBits compute: 4 = int8 activations (fastest on CPU), 0 = float
+```
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from ..errors import UserError
+from ..steps import StepConfig, StepContext, register_step
+
+
+class OnnxWeightsConfig(StepConfig):
+    """How projection weights are stored in the graph (shared by the onnx and neuron-static exports)."""
+
+    weights: Literal["float", "int8", "int4"] = "float"
+    block_size: Literal[16, 32, 64, 128, 256] = 32
+    symmetric: bool = False
+    accuracy_level: Literal[0, 1, 2, 3, 4] = 4
+    # The tied lm_head is untied into its own initializer so int4 covers it too; false keeps it float.
+    quantize_lm_head: bool = True
+    # Reuse the grid (codes) of an earlier quantize step when MatMulNBits can hold it.
+    use_step_qparams: bool = True
+
+    def _wsummary(self) -> str:
+        if self.weights == "int4":
+            return f"int4 b{self.block_size} {'sym' if self.symmetric else 'asym'} acc{self.accuracy_level}"
+        return self.weights
+
+
+class OnnxExportConfig(OnnxWeightsConfig):
+    """ONNX decoder with a KV cache, runnable by the onnx-cpu / onnx-cuda targets and by optimum."""
+
+    format: Literal["onnx"] = "onnx"
+    graph: Literal["fused", "optimum"] = "fused"
+    artifact_format: ClassVar[str | None] = "onnx"
+
+    def summary(self) -> str:
+        return f"onnx {self.graph} {self._wsummary()}"
+
+
+class StaticExportConfig(OnnxWeightsConfig):
+    """Inferentia-style static-shape graphs, one prefill + one decode graph per (batch, sequence) bucket.
+
+    ```yaml
+    - export:
+        format: neuron-static
+        batch_sizes: [1, 4]
+        sequence_lengths: [128, 512, 2048]   # total context (prompt + new tokens) of each bucket
+        auto_cast_type: bf16                 # optimum-neuron mapping only
+        num_cores: 2                         # optimum-neuron mapping only
+    ```
+    """
+
+    format: Literal["neuron-static"] = "neuron-static"
+    batch_sizes: list[int] = Field(default_factory=lambda: [1])
+    sequence_lengths: list[int] = Field(default_factory=lambda: [128, 512])
+    auto_cast_type: Literal["bf16", "fp16", "fp32"] = "bf16"
+    num_cores: int = Field(2, ge=1)
+    artifact_format: ClassVar[str | None] = "onnx-static"
+
+    @model_validator(mode="after")
+    def _check(self):
+        for name in ("batch_sizes", "sequence_lengths"):
+            vals = getattr(self, name)
+            if not vals or any(v < 1 for v in vals) or len(set(vals)) != len(vals):
+                raise ValueError(f"{name} must be a non-empty list of distinct positive integers, got {vals}")
+        if self.weights == "int8":
+            raise ValueError("neuron-static supports weights float or int4 (int8 dynamic graphs are not static-friendly)")
+        return self
+
+    def summary(self) -> str:
+        return f"neuron-static b{self.batch_sizes} s{self.sequence_lengths} {self._wsummary()}"
+
+
+def _check_dir_empty_of_onnx(ctx: StepContext) -> None:
+    if any(ctx.work_dir.rglob("*.onnx")):
+        raise UserError("a variant can have only one export step", field=ctx.field, file=ctx.recipe_file)
+
+
+@register_step("export", "onnx", OnnxExportConfig)
+def apply_onnx(model, cfg: OnnxExportConfig, ctx: StepContext):
+    """Export into ctx.work_dir (temporary; the build renames it into place, so nothing is half-written)."""
+    import time
+
+    from .export import export_fused, export_optimum, quantize_optimum_int4, untie_saved
+    from .quantize import WeightPlan, quantize_dynamic_int8
+
+    _check_dir_empty_of_onnx(ctx)
+    out = ctx.work_dir
+    t0 = time.perf_counter()
+    model.eval()
+    if cfg.graph == "fused":
+        plan = WeightPlan(cfg, ctx)
+        path = export_fused(model, out, plan, accuracy_level=cfg.accuracy_level)
+        if cfg.weights == "int4":
+            ctx.skip("model.embed_tokens", "embedding Gather stays float32 (row lookup, no matmul to speed up)")
+    else:
+        path = export_optimum(model, out)
+        if cfg.weights == "int4":
+            names = quantize_optimum_int4(
+                path, block_size=cfg.block_size, symmetric=cfg.symmetric, accuracy_level=cfg.accuracy_level
+            )
+            for n in names:
+                ctx.layers[n] = {"bits": 4, "block_size": cfg.block_size, "symmetric": cfg.symmetric, "grid": "rtn"}
+    if cfg.weights == "int8":
+        if cfg.graph == "optimum" and cfg.quantize_lm_head:
+            untie_saved(path)
+        tmp = path.with_name("model.int8.onnx")
+        names = quantize_dynamic_int8(path, tmp)
+        for f in (path, path.with_name(path.name + "_data")):
+            f.unlink(missing_ok=True)
+        _rename_int8(tmp, path)
+        for n in names:
+            ctx.layers[n] = {"bits": 8, "per_channel": True, "activations": "dynamic int8"}
+    ctx.artifact_format = "onnx"
+    ctx.records.update(
+        {
+            "graph": cfg.graph,
+            "model_file": path.name,
+            "weights": cfg.weights,
+            "export_seconds": round(time.perf_counter() - t0, 2),
+            "onnxruntime_ops": _op_counts(path),
+        }
+    )
+    return model
+
+
+def _rename_int8(tmp, path) -> None:
+    """quantize_dynamic names its data file after the temp graph; re-save under the final names."""
+    import onnx
+
+    from .export import save_model
+
+    m = onnx.load(str(tmp))
+    for f in tmp.parent.glob(tmp.name + "*"):
+        f.unlink()
+    for f in tmp.parent.glob("*.data"):
+        if f.name.startswith("model.int8"):
+            f.unlink()
+    save_model(m, path.parent, path.name, path.name + "_data")
+
+
+def _op_counts(path) -> dict[str, int]:
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    counts: dict[str, int] = {}
+    for n in m.graph.node:
+        counts[n.op_type] = counts.get(n.op_type, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+@register_step("export", "neuron-static", StaticExportConfig)
+def apply_static(model, cfg: StaticExportConfig, ctx: StepContext):
+    from .quantize import WeightPlan
+    from .static import export_static
+
+    _check_dir_empty_of_onnx(ctx)
+    model.eval()
+    plan = WeightPlan(cfg, ctx)
+    info = export_static(model, ctx.work_dir, plan, cfg)
+    ctx.artifact_format = "onnx-static"
+    ctx.records.update(info)
+    return model

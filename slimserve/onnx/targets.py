@@ -1,0 +1,101 @@
+"""Benchmark targets for ONNX variants: onnx-cpu, onnx-cuda (ONNX Runtime) and neuron-static (static buckets)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..bench.targets import TARGETS, Target
+
+
+def _ort_missing() -> str | None:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "onnxruntime is not installed (pip install onnxruntime)"
+    return None
+
+
+def _tokenizer(path: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
+
+
+def _model_file(manifest: dict[str, Any]) -> str:
+    for step in reversed(manifest.get("steps") or []):
+        if step.get("kind") == "export":
+            return step.get("records", {}).get("model_file", "model.onnx")
+    return "model.onnx"
+
+
+def _export_settings(manifest: dict[str, Any]) -> dict:
+    for step in reversed(manifest.get("steps") or []):
+        if step.get("kind") == "export":
+            return step.get("settings", {})
+    return {}
+
+
+class _OrtTarget(Target):
+    provider = "CPUExecutionProvider"
+
+    def available(self) -> str | None:
+        missing = _ort_missing()
+        if missing:
+            return missing
+        import onnxruntime as ort
+
+        if self.provider not in ort.get_available_providers():
+            return f"no {self.provider.replace('ExecutionProvider', '')} execution provider in this onnxruntime build"
+        return None
+
+    def supports(self, manifest: dict[str, Any]) -> str | None:
+        fmt = manifest.get("format")
+        if fmt != "onnx":
+            return f"artifact format '{fmt}' is not 'onnx' (add `export: {{format: onnx}}` to the variant's steps)"
+        if _export_settings(manifest).get("graph", "fused") != "fused":
+            return "graph 'optimum' runs in optimum's ORTModelForCausalLM only; export with graph: fused to benchmark"
+        return None
+
+    def load(self, path: Path, manifest: dict[str, Any], threads: int | None = None):
+        from .runtime import OrtRunner
+
+        path = Path(path)
+        return OrtRunner(path / _model_file(manifest), _tokenizer(path), device=self.device, threads=threads)
+
+
+@TARGETS.register("onnx-cpu")
+class OnnxCPU(_OrtTarget):
+    name = "onnx-cpu"
+    device = "cpu"
+    description = "ONNX Runtime CPU, fused GQA graph, IO-binding loop with an in-place KV cache"
+
+
+@TARGETS.register("onnx-cuda")
+class OnnxCUDA(_OrtTarget):
+    name = "onnx-cuda"
+    device = "cuda"
+    provider = "CUDAExecutionProvider"
+    description = "ONNX Runtime CUDAExecutionProvider (needs onnxruntime-gpu and a CUDA device)"
+
+
+@TARGETS.register("neuron-static")
+class NeuronStatic(Target):
+    name = "neuron-static"
+    device = "cpu"
+    description = "Inferentia-style static (batch, sequence) buckets with padding, emulated on ONNX Runtime CPU"
+
+    def available(self) -> str | None:
+        return _ort_missing()
+
+    def supports(self, manifest: dict[str, Any]) -> str | None:
+        fmt = manifest.get("format")
+        if fmt != "onnx-static":
+            return f"artifact format '{fmt}' is not 'onnx-static' (add `export: {{format: neuron-static}}`)"
+        return None
+
+    def load(self, path: Path, manifest: dict[str, Any], threads: int | None = None):
+        from .static import StaticRunner
+
+        path = Path(path)
+        return StaticRunner(path, _tokenizer(path), device="cpu", threads=threads)

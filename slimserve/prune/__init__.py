@@ -1,0 +1,1 @@
+"""Pruning steps: structured width pruning (MLP channels, key/value groups) and Wanda sparsity."""

@@ -1,0 +1,144 @@
+"""Wanda sparsity (Sun et al., 2023): zero the weights with the lowest |W_ij| * ||X_j||, unstructured
+per output row or in an N:M pattern (2:4), calibrated layer by layer.
+
+The zeros are stored in the dense weights, so the artifact stays a plain Hugging Face model (and can be
+quantized afterwards). Dense CPU kernels do not skip zeros: expect no speedup without sparse kernels.
+
+```yaml
+- prune:
+    method: wanda
+    pattern: "2:4"          # "unstructured" (uses sparsity) or "N:M"
+    sparsity: 0.5           # unstructured only; N:M implies 1 - N/M
+    calibration: {samples: 32, seq_len: 512}
+```
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import time
+from typing import Literal
+
+import torch
+from pydantic import Field, model_validator
+from rich.progress import track
+
+from ..errors import UserError
+from ..quant.base import iter_linears
+from ..quant.calib import (
+    CalibrationConfig,
+    capture_layer_inputs,
+    collect_input_stats,
+    decoder_layers,
+    layer_linears,
+    layer_prefix,
+    load_calibration,
+    run_layer,
+)
+from ..steps import StepConfig, StepContext, register_step
+from .masks import nm_mask, unstructured_mask, wanda_score
+from .recovery import RecoveryConfig, maybe_recover, sparsity_masks
+
+_NM = re.compile(r"(\d+):(\d+)")
+
+
+def _small_calibration() -> CalibrationConfig:
+    return CalibrationConfig(samples=32, seq_len=512)
+
+
+class WandaConfig(StepConfig):
+    method: Literal["wanda"] = "wanda"
+    pattern: str = "unstructured"
+    sparsity: float = Field(0.5, gt=0, lt=1)
+    ignore: list[str] = Field(default_factory=lambda: ["lm_head"])
+    calibration: CalibrationConfig = Field(default_factory=_small_calibration)
+    recovery: RecoveryConfig | None = None
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.pattern != "unstructured":
+            m = _NM.fullmatch(self.pattern)
+            if not m or not 0 < int(m[1]) < int(m[2]):
+                raise ValueError(
+                    f"pattern must be 'unstructured' or 'N:M' with 0 < N < M (e.g. '2:4'), got {self.pattern!r}"
+                )
+            if "sparsity" in self.model_fields_set:
+                raise ValueError(
+                    "sparsity is implied by an N:M pattern (1 - N/M); remove it or use pattern: unstructured"
+                )
+        return self
+
+    @property
+    def nm(self) -> tuple[int, int] | None:
+        m = _NM.fullmatch(self.pattern)
+        return (int(m[1]), int(m[2])) if m else None
+
+    def summary(self) -> str:
+        return f"wanda {self.pattern}" + ("" if self.nm else f" {self.sparsity:.0%}")
+
+
+def targets(model, cfg: WandaConfig, ctx: StepContext) -> dict:
+    inside = {id(m) for layer in decoder_layers(model) for m in layer.modules()}
+    out = {}
+    for name, mod in iter_linears(model):
+        if any(re.fullmatch(p, name) for p in cfg.ignore):
+            ctx.skip(name, "in ignore list (kept dense)")
+        elif id(mod) not in inside:
+            ctx.skip(name, "outside the decoder layers (kept dense)")
+        else:
+            out[name] = mod
+    nm = cfg.nm
+    if nm:
+        bad = {n: m.in_features for n, m in out.items() if m.in_features % nm[1]}
+        if bad:
+            dims = sorted({m.in_features for m in out.values()})
+            ok = [f"{k // 2}:{k}" for k in (4, 8, 16, 32, 64) if all(d % k == 0 for d in dims)]
+            first = next(iter(bad))
+            raise UserError(
+                f"N:M pattern {cfg.pattern}: M={nm[1]} does not divide the input dimension {bad[first]} of {first}",
+                field=f"{ctx.field}.pattern",
+                allowed=ok + ["unstructured"],
+            )
+    return out
+
+
+@register_step("prune", "wanda", WandaConfig)
+def apply(model, cfg: WandaConfig, ctx: StepContext):
+    started = time.perf_counter()
+    tg = targets(model, cfg, ctx)  # validates before anything changes
+    ids = load_calibration(ctx.tokenizer, cfg.calibration, ctx.field)
+    teacher = copy.deepcopy(model) if cfg.recovery else None
+    zeros, total = 0, 0
+    with torch.no_grad():
+        inputs = capture_layer_inputs(model, ids, cfg.calibration.batch_size)
+        layers = decoder_layers(model)
+        for i in track(range(len(layers)), description=f"Wanda {cfg.pattern} (layer)", transient=True):
+            layer = layers[i]
+            mods = layer_linears(layer, layer_prefix(model, i), set(tg))
+            stats, _ = collect_input_stats(layer, mods, inputs)
+            for name, mod in mods.items():
+                score = wanda_score(mod.weight, stats[name].norm)
+                keep = nm_mask(score, *cfg.nm) if cfg.nm else unstructured_mask(score, cfg.sparsity)
+                mod.weight.mul_(keep.to(mod.weight.dtype))
+                z = int((~keep).sum())
+                zeros, total = zeros + z, total + keep.numel()
+                ctx.layers[name] = {"pattern": cfg.pattern, "sparsity": round(z / keep.numel(), 4)}
+            del stats
+            inputs = run_layer(layer, inputs)
+        del inputs
+    ctx.records.update(
+        {
+            "pattern": cfg.pattern,
+            "sparsity": round(zeros / max(total, 1), 4),
+            "zeroed_weights": zeros,
+            "calibration": {**cfg.calibration.model_dump(), "tokens": int(ids.numel())},
+        }
+    )
+    if cfg.recovery:
+        ctx.records["recovery"] = maybe_recover(
+            model, teacher, ctx.tokenizer, cfg.recovery, cfg.calibration, sparsity_masks(model)
+        )
+    ctx.records["seconds"] = round(time.perf_counter() - started, 1)
+    ctx.artifact_format = "hf"
+    return model

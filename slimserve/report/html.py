@@ -1,0 +1,207 @@
+"""The catalog report as one self-contained HTML page: inline SVG plots, inline CSS/JS, no network."""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from typing import Any
+
+from ..router import metrics
+from ..router.targets import RoutingTarget
+from ..router.tiers import Assignment
+from .svg import Dot, scatter
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
+.plots{display:flex;flex-wrap:wrap;gap:24px}.tick{font-size:11px;fill:#555}.axis{font-size:12px;fill:#222}
+.label{font-size:11px;fill:#222}table{border-collapse:collapse;font-size:13px}
+th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f0f0f0;cursor:pointer;user-select:none}
+td.l,th.l{text-align:left}td{white-space:nowrap}td:last-child{white-space:normal;min-width:320px}.dominated td{color:#c0392b}.note{color:#666;font-size:13px}
+.legend span{display:inline-block;margin-right:14px}.sw{display:inline-block;width:10px;height:10px;
+border-radius:5px;margin-right:4px;vertical-align:middle}code{background:#f4f4f4;padding:1px 4px}
+"""
+
+# Sort a table by the clicked column; numbers numerically, blanks last.
+JS = """
+document.querySelectorAll('table.sortable th').forEach(function(th, i){
+  th.addEventListener('click', function(){
+    var tb = th.closest('table').tBodies[0], rows = Array.from(tb.rows);
+    var asc = th.dataset.dir !== 'asc'; th.dataset.dir = asc ? 'asc' : 'desc';
+    rows.sort(function(a, b){
+      var x = a.cells[i].dataset.v ?? a.cells[i].textContent, y = b.cells[i].dataset.v ?? b.cells[i].textContent;
+      var nx = parseFloat(x), ny = parseFloat(y);
+      if (x === '') return 1; if (y === '') return -1;
+      var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+      return asc ? c : -c;
+    });
+    rows.forEach(function(r){ tb.appendChild(r); });
+  });
+});
+"""
+
+COLUMNS = [
+    ("id", "l"),
+    ("kind", "l"),
+    ("target", "l"),
+    ("tier", "l"),
+    ("status", "l"),
+    ("$/1M in", ""),
+    ("$/1M out", ""),
+    ("blended $/1M", ""),
+    ("top1", ""),
+    ("kld", ""),
+    ("ppl Δ", ""),
+    ("mc mean", ""),
+    ("TTFT p50 s", ""),
+    ("ITL p50 ms", ""),
+    ("ITL p99 ms", ""),
+    ("bits/w", ""),
+    ("method", "l"),
+    ("price source", "l"),
+]
+
+
+def _num(v: Any, fmt: str = "{:.4g}") -> tuple[str, str]:
+    if v is None:
+        return "", ""
+    return fmt.format(v), repr(float(v))
+
+
+def _row(t: RoutingTarget, a: Assignment) -> str:
+    st = a.status.get(t.id, {})
+    tier = ", ".join(st.get("tiers") or []) or ""
+    status = st.get("status", "")
+    if st.get("dominated_by"):
+        status += f" by {st['dominated_by']}"
+    q, lat = t.quality, t.latency
+    cells = [
+        (t.id, None),
+        (t.kind, None),
+        (t.target, None),
+        (tier, None),
+        (status, None),
+        _num(t.usd_per_1m_input, "{:.4f}"),
+        _num(t.usd_per_1m_output, "{:.4f}"),
+        _num(st.get("cost"), "{:.4f}"),
+        _num(q.get("top1")),
+        _num(q.get("kld")),
+        _num(q.get("ppl_delta")),
+        _num(q.get("mc_mean")),
+        _num(lat.get("ttft_p50_s")),
+        _num(lat.get("itl_p50_ms")),
+        _num(lat.get("itl_p99_ms")),
+        _num(t.bits_per_weight, "{:.3g}"),
+        (t.method, None),
+        (f"{t.price_kind}: {t.price_source}" + (f" ({t.price_date})" if t.price_date else ""), None),
+    ]
+    tds = []
+    for (text, val), (_, cls) in zip(cells, COLUMNS, strict=True):
+        attr = f' data-v="{escape(val)}"' if val is not None else ""
+        tds.append(f'<td class="{cls}"{attr}>{escape(str(text))}</td>')
+    return f'<tr class="{escape(st.get("status", ""))}">' + "".join(tds) + "</tr>"
+
+
+def _task_plots(targets: list[RoutingTarget], a: Assignment, *, exclude: str, limit: int = 2) -> str:
+    """Cost vs each multiple-choice task that two or more targets report (where declared external models show up)."""
+    tasks: dict[str, list[RoutingTarget]] = {}
+    for t in targets:
+        for k in t.quality:
+            if k.startswith("mc:") and k != exclude:
+                tasks.setdefault(k, []).append(t)
+    plots = []
+    for k, ts in sorted(tasks.items(), key=lambda kv: -len(kv[1]))[:limit]:
+        if len(ts) < 2:
+            continue
+        dots = [Dot(t.id, a.status[t.id]["cost"], t.quality[k], a.status[t.id]["status"]) for t in ts]
+        slug = "".join(c if c.isalnum() else "-" for c in k)
+        plots.append(scatter(dots, x_label="blended $ per 1M tokens", y_label=f"{k} accuracy", plot_id=f"cost-{slug}"))
+    return "".join(plots)
+
+
+def render(targets: list[RoutingTarget], a: Assignment, *, skipped: list[str], generated: str, catalog: str) -> str:
+    m = a.metric
+    rated = [t for t in targets if m in t.quality]
+    dots = [
+        Dot(t.id, a.status[t.id]["cost"], t.quality[m], a.status[t.id]["status"],
+            f"{t.id}: ${a.status[t.id]['cost']:.4f}/1M blended, {m}={t.quality[m]:.4g}, {a.status[t.id]['status']}")
+        for t in rated
+    ]  # fmt: skip
+    front = [(a.status[t.id]["cost"], t.quality[m]) for t in rated if a.status[t.id].get("on_front")]
+    direction = "higher is better" if metrics.higher_is_better(m) else "lower is better"
+    cost_plot = scatter(
+        dots,
+        x_label=f"blended $ per 1M tokens ({a.blend_input_share:.0%} input)",
+        y_label=f"{m} ({direction})",
+        front=front if metrics.higher_is_better(m) else None,
+        plot_id="cost-quality",
+    )
+    lat = [t for t in rated if "itl_p50_ms" in t.latency]
+    lat_plot = scatter(
+        [Dot(t.id, t.latency["itl_p50_ms"], t.quality[m], a.status[t.id]["status"]) for t in lat],
+        x_label="inter-token latency p50 (ms)",
+        y_label=f"{m} ({direction})",
+        plot_id="latency-quality",
+    )
+    extra_plots = _task_plots(targets, a, exclude=m)
+    off_plot = [t.id for t in targets if m not in t.quality]
+    tiers = "".join(
+        f"<tr><td class='l'>{escape(tr.name)}</td><td>{'' if tr.floor is None else tr.floor}</td>"
+        f"<td class='l'>{escape(tr.kind)}</td><td class='l'>{escape(tr.leader)}</td>"
+        f"<td class='l'>{escape(', '.join(tr.members))}</td></tr>"
+        for tr in a.tiers
+    )
+    fps: dict[str, dict] = {}
+    cmds = []
+    for t in targets:
+        if t.fingerprint:
+            key = json.dumps({k: v for k, v in t.fingerprint.items() if k != "command"}, sort_keys=True)
+            fps.setdefault(key, {"fp": t.fingerprint, "targets": []})["targets"].append(t.id)
+            cmds.append((t.id, t.run_id, t.fingerprint.get("command", "")))
+    fp_html = "".join(
+        "<li><b>{}</b>: {} ({} cores, {} threads{}), flags {}; versions {}<br><span class='note'>targets: {}</span></li>".format(
+            escape(str(f["fp"].get("hardware_key"))),
+            escape(str(f["fp"].get("cpu_model"))),
+            f["fp"].get("cores"),
+            f["fp"].get("threads"),
+            escape(f", GPU {f['fp']['gpu_name']}" if f["fp"].get("gpu_name") else ""),
+            escape(", ".join(f["fp"].get("cpu_flags") or [])),
+            escape(", ".join(f"{k} {v}" for k, v in (f["fp"].get("versions") or {}).items())),
+            escape(", ".join(f["targets"])),
+        )
+        for f in fps.values()
+    )
+    cmd_html = "".join(
+        f"<li><b>{escape(tid)}</b> (run {escape(str(rid))}): <code>{escape(str(c))}</code></li>" for tid, rid, c in cmds
+    )
+    legend = "".join(
+        f'<span><i class="sw" style="background:{c}"></i>{s}</span>'
+        for s, c in (("leader", "#1b7f3b"), ("member", "#4f9d69"), ("dominated", "#c0392b"), ("below floor", "#8e8e8e"))
+    )
+    head = "".join(f'<th class="{c}">{escape(n)}</th>' for n, c in COLUMNS)
+    rows = "".join(_row(t, a) for t in targets)
+    skipped_html = "".join(f"<li>{escape(s)}</li>" for s in skipped) or "<li>none</li>"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>slimserve catalog report</title>
+<style>{CSS}</style></head><body>
+<h1>slimserve catalog report</h1>
+<p class="note">Catalog <code>{escape(catalog)}</code>, generated {escape(generated)}. Quality axis: <b>{escape(m)}</b>
+({direction}); cost axis: blended $/1M tokens = {a.blend_input_share:g} × input + {1 - a.blend_input_share:g} × output.
+Local prices are measured (benchmarked throughput × hourly price); external prices are list prices. Tiers: {escape(a.source)}.</p>
+<h2>Cost vs quality</h2>
+<div class="legend">{legend}<span>dashed line: Pareto front</span></div>
+<div class="plots">{cost_plot}{lat_plot}{extra_plots}</div>
+<p class="note">Not on the {escape(m)} plots (no {escape(m)} value): {escape(", ".join(off_plot) or "none")}.
+The latency plot shows local targets with a measured inter-token latency.</p>
+<h2>Tiers</h2>
+<table><thead><tr><th class="l">tier</th><th>floor</th><th class="l">kind</th><th class="l">leader</th>
+<th class="l">members</th></tr></thead><tbody>{tiers}</tbody></table>
+<h2>Targets</h2>
+<p class="note">Click a column header to sort.</p>
+<table class="sortable" id="targets"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>
+<h2>Left out</h2><ul>{skipped_html}</ul>
+<h2>Hardware fingerprints</h2><ul>{fp_html or "<li>none</li>"}</ul>
+<h2>Commands behind the numbers</h2><ul>{cmd_html or "<li>none</li>"}</ul>
+<script>{JS}</script>
+</body></html>
+"""

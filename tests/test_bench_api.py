@@ -1,0 +1,159 @@
+"""End to end on a tiny catalog: records stored and printed; bad input fails early, clearly, and stores nothing."""
+
+import json
+
+import pytest
+import torch
+from bench_helpers import long_text, make_catalog
+
+from slimserve.bench import api as bench_api
+from slimserve.bench.api import bench
+from slimserve.bench.store import history, latest_records, summary_columns
+from slimserve.bench.targets import TARGETS, get_target, target_status
+from slimserve.catalog import Catalog
+from slimserve.cli import main
+from slimserve.errors import UserError
+
+QUICK = dict(limit=1, iters=1, min_seconds=0, new_tokens=4, prompt_lens=[16], batches=[1, 2], json=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_catalog(tmp_path_factory, tiny_llama_dir):
+    root = tmp_path_factory.mktemp("bench") / "cat"
+    make_catalog(root, tiny_llama_dir, {"tiny-noisy": 0.05})
+    text = root.parent / "eval.txt"
+    text.write_text(long_text())
+    return root, text
+
+
+@pytest.fixture()
+def fresh_catalog(tmp_path, tiny_llama_dir):
+    root = make_catalog(tmp_path / "cat", tiny_llama_dir, {"tiny-noisy": 0.05})
+    text = tmp_path / "eval.txt"
+    text.write_text(long_text())
+    return root, text
+
+
+def test_bench_stores_and_reports_every_variant(tiny_catalog, capsys):
+    root, text = tiny_catalog
+    recs = bench(catalog=root, eval_text=text, eval_mc=None, out=root.parent / "reports", **QUICK)
+    out = json.loads(capsys.readouterr().out)
+    assert [r["variant"] for r in out] == ["tiny-fp32", "tiny-noisy"]
+    by = {r.variant: r for r in recs}
+    ref, noisy = by["tiny-fp32"], by["tiny-noisy"]
+    for r in recs:
+        s = r.speed
+        assert s.loop == "torch-static-kv" and s.ttft_s.p50 > 0 and s.prefill_tok_s[16].p50 > 0
+        assert s.decode_tok_s.p50 > 0 and s.itl_ms.p99 >= s.itl_ms.p50 > 0 and s.peak_mem_mb > 0 and s.size_mb > 0
+        assert set(s.batch_tok_s) == {1, 2}
+        assert r.cost.usd_per_1m_output > 0 and r.cost.slo_ms == 100.0 and r.cost.price_per_hour > 0
+        assert r.fingerprint.threads >= 1 and r.fingerprint.versions["torch"].startswith("2.")
+    assert ref.quality.kld == 0.0 and ref.quality.top1 == 1.0
+    assert noisy.quality.kld > 0 and noisy.quality.ref_ppl == ref.quality.ppl
+    assert noisy.quality.ppl_delta == pytest.approx(noisy.quality.ppl / ref.quality.ppl - 1)
+    cat = Catalog.open(root)
+    stored = {r.variant: r for r in latest_records(cat)}
+    assert stored["tiny-noisy"] == noisy
+    cols = summary_columns(cat)
+    assert cols["tiny-noisy"]["kld"] == round(noisy.quality.kld, 5)
+    reports = sorted((root.parent / "reports").iterdir())
+    assert [p.suffix for p in reports] == [".json", ".md"]
+    md = reports[1].read_text()
+    assert "torch-static-kv" in md and "$/1M output" in md and "tiny-noisy" in md
+
+
+def test_one_variant_no_quality(tiny_catalog):
+    root, text = tiny_catalog
+    (rec,) = bench(["tiny-noisy"], catalog=root, eval_text=text, quality=False, **QUICK)
+    assert rec.quality is None and rec.speed is not None and rec.cost is not None
+
+
+def test_mc_from_jsonl(tiny_catalog, tmp_path):
+    root, text = tiny_catalog
+    mc = tmp_path / "qa.jsonl"
+    mc.write_text(
+        "\n".join(json.dumps({"question": f"q{i}", "choices": ["a", "b c"], "answer": i % 2}) for i in range(3))
+    )
+    (rec,) = bench(["tiny-fp32"], catalog=root, eval_text=text, eval_mc=mc, speed=False, **QUICK)
+    assert rec.quality.mc_counts == {"qa": 1} and 0.0 <= rec.quality.mc_accuracy["qa"] <= 1.0
+    assert rec.cost is None and rec.speed is None
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(target="tpu"), "unknown target 'tpu'"),
+        (dict(variants=["nope"]), "no variant 'nope'"),
+        (dict(eval_text="/does/not/exist.txt"), "does not exist"),
+        (dict(price_per_hour=-1.0), "positive"),
+        (dict(hardware="my-box"), "no price for hardware"),
+        (dict(limit=0), "--limit"),
+        (dict(loop="fastest"), "unknown decode loop"),
+    ],
+)
+def test_bad_input_fails_before_measuring_and_stores_nothing(fresh_catalog, kwargs, match, monkeypatch):
+    root, text = fresh_catalog
+    monkeypatch.setattr(bench_api, "run_speed", lambda *a, **k: pytest.fail("measured despite bad input"))
+    kw = {**QUICK, "eval_text": text, **kwargs}
+    variants = kw.pop("variants", None)
+    with pytest.raises(UserError, match=match):
+        bench(variants, catalog=root, **kw)
+    assert history(Catalog.open(root)) == []
+
+
+def test_too_short_eval_text(fresh_catalog, tmp_path, monkeypatch):
+    root, _ = fresh_catalog
+    short = tmp_path / "short.txt"
+    short.write_text("Too short for one window.")
+    monkeypatch.setattr(bench_api, "run_speed", lambda *a, **k: pytest.fail("measured despite bad input"))
+    with pytest.raises(UserError, match="short.txt"):
+        bench(catalog=root, eval_text=short, **QUICK)
+    assert history(Catalog.open(root)) == []
+
+
+def test_unavailable_target_says_why(fresh_catalog):
+    root, text = fresh_catalog
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present, so the cuda target is available")
+    assert get_target("cuda").available().startswith("cuda: ")
+    assert target_status()["cuda"].startswith("cuda: ")
+    with pytest.raises(UserError, match="cuda: "):
+        bench(catalog=root, eval_text=text, target="cuda", **QUICK)
+
+
+def test_unsupported_artifact_is_an_error_when_named(fresh_catalog):
+    root, text = fresh_catalog
+    m = json.loads((root / "tiny-noisy" / "manifest.json").read_text())
+    m["format"] = "onnx"
+    (root / "tiny-noisy" / "manifest.json").write_text(json.dumps(m))
+    (root / "index.sqlite").unlink(missing_ok=True)  # re-index from the folders
+    with pytest.raises(UserError, match="not a PyTorch checkpoint"):
+        bench(["tiny-noisy"], catalog=root, eval_text=text, **QUICK)
+
+
+def test_ctrl_c_stores_nothing(fresh_catalog, monkeypatch):
+    root, text = fresh_catalog
+    real = bench_api.run_speed
+    calls = []
+
+    def interrupt_second(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(bench_api, "run_speed", interrupt_second)
+    with pytest.raises(KeyboardInterrupt):
+        bench(catalog=root, eval_text=text, **QUICK)
+    assert history(Catalog.open(root)) == [] and not (root / "bench").exists()
+
+
+def test_cli_exit_codes(fresh_catalog, capsys):
+    root, text = fresh_catalog
+    assert main(["bench", "--catalog", str(root), "--target", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown target 'nope'" in err and "cpu" in err
+    assert main(["bench", "nope", "--catalog", str(root), "--eval-text", str(text)]) == 2
+    assert main(["bench", "--list-targets"]) == 0
+    assert "cpu" in capsys.readouterr().out
+    assert "cpu" in TARGETS
