@@ -61,10 +61,12 @@ def load_llama_cpp():
     if spec is None:
         return None, "llama.cpp is not installed (pip install llama-cpp-py-sync: prebuilt CPU wheel)"
     src = Path(next(iter(spec.submodule_search_locations)))
-    try:
-        from llama_cpp_py_sync import Llama  # noqa: F401 - works on glibc >= 2.38
+    try:  # the native library loads lazily: force it to see whether this glibc can load it
+        from llama_cpp_py_sync import Llama
+        from llama_cpp_py_sync._cffi_bindings import get_lib
 
-        return _patched_embeddings(Llama), "llama-cpp-py-sync (unpatched)"
+        get_lib()
+        return Llama, "llama-cpp-py-sync as installed (its contexts keep embeddings = True)"
     except Exception as e:  # noqa: BLE001
         if "GLIBC_2.38" not in str(e):
             return None, f"llama-cpp-py-sync does not load: {e}"
@@ -75,7 +77,9 @@ def load_llama_cpp():
     for lib in glob.glob(str(tmp / "llama_cpp_py_sync" / "lib*.so*")):
         _weaken(lib)
     (tmp / "shim.c").write_text(SHIM_C)
-    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", str(tmp / "libc23shim.so"), str(tmp / "shim.c")], check=True)
+    subprocess.run(
+        ["gcc", "-O2", "-shared", "-fPIC", "-o", str(tmp / "libc23shim.so"), str(tmp / "shim.c")], check=True
+    )
     ctypes.CDLL(str(tmp / "libc23shim.so"), mode=ctypes.RTLD_GLOBAL)
     for name in [m for m in sys.modules if m.startswith("llama_cpp_py_sync")]:
         del sys.modules[name]

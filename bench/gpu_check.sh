@@ -34,8 +34,8 @@ echo "== short CUDA bench (random weights, SmolLM2-135M shapes)"
 timeout 300 "$PY" - "$OUT" <<'PYEOF' || status=1
 import json, sys
 from pathlib import Path
-sys.path.insert(0, "tests")
-from bench_helpers import long_text, write_manifest
+sys.path.insert(0, ".")
+from tests.bench_helpers import long_text, write_manifest
 from slimserve.testing import make_tiny_llama
 out = Path(sys.argv[1]); cat = out / "catalog"; v = cat / "smollm2-shape-fp32"
 if not v.exists():

@@ -34,7 +34,9 @@ def hardware() -> dict:
     out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), "?")
     flags = next((ln.split(":", 1)[1].split() for ln in out.splitlines() if ln.startswith("Flags")), [])
-    isa = [f for f in flags if f in ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8")]
+    isa = [
+        f for f in flags if f in ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "amx_int8")
+    ]
     return {"cpu": model, "isa": isa, "cores": os.cpu_count(), "python": platform.python_version()}
 
 
@@ -211,7 +213,9 @@ def main() -> None:
             r = OrtRunner(path, None, threads=args.threads)
             q = quality(ref, [r.logits(w) for w in windows], windows)
             if name == "onnx fp32":
-                q["max_rel_err_logits"] = max(float((r.logits(w) - x).abs().max() / x.abs().max()) for w, x in zip(windows, ref))
+                q["max_rel_err_logits"] = max(
+                    float((r.logits(w) - x).abs().max() / x.abs().max()) for w, x in zip(windows, ref)
+                )
             result["quality"][name] = q
             r.close()
             print(name, q, flush=True)
@@ -227,7 +231,9 @@ def main() -> None:
         engines["llama.cpp Q4_1 (llama-cpp-py-sync)"] = lambda: LlamaCppEngine(gguf, args.threads)
     if "genai" not in skip:
         int4 = next(k for k in graphs if "b32" in k or "int4" in k)
-        engines["onnxruntime-genai (same int4 b32 graph)"] = lambda: GenaiEngine(graphs[int4].parent, model.config, args.threads)
+        engines["onnxruntime-genai (same int4 b32 graph)"] = lambda: GenaiEngine(
+            graphs[int4].parent, model.config, args.threads
+        )
 
     live = {}
     for name, make in engines.items():

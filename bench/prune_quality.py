@@ -49,6 +49,8 @@ def main() -> None:
     ap.add_argument("--eval-windows", type=int, default=8)
     ap.add_argument("--recovery-steps", type=int, default=20)
     ap.add_argument("--wanda", action="store_true")
+    ap.add_argument("--compare-compensation", action="store_true")
+    ap.add_argument("--recovery-lr", type=float, default=1e-4)
     ap.add_argument("--out", default="bench/results/prune_quality")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -67,13 +69,16 @@ def main() -> None:
                 mlp_ratio=args.mlp_ratio, attention_ratio=args.attention_ratio, calibration=calib
             ),
         ),
-        (
-            "structured no-compensation",
-            structured.StructuredConfig(
-                mlp_ratio=args.mlp_ratio, attention_ratio=args.attention_ratio, compensate=False, calibration=calib
-            ),
-        ),
     ]
+    if args.compare_compensation:
+        variants.append(
+            (
+                "structured no-compensation",
+                structured.StructuredConfig(
+                    mlp_ratio=args.mlp_ratio, attention_ratio=args.attention_ratio, compensate=False, calibration=calib
+                ),
+            )
+        )
     if args.wanda:
         variants.append(("wanda 2:4", wanda.WandaConfig(pattern="2:4", calibration=calib)))
     speed = {}
@@ -115,7 +120,7 @@ def main() -> None:
         from slimserve.prune.recovery import RecoveryConfig, recover
         from slimserve.quant.calib import CalibrationConfig
 
-        rcfg = RecoveryConfig(steps=args.recovery_steps, batch_size=2, seq_len=256, eval_windows=4, lr=5e-5)
+        rcfg = RecoveryConfig(steps=args.recovery_steps, batch_size=2, seq_len=256, eval_windows=4, lr=args.recovery_lr)
         student = copy.deepcopy(pruned_for_speed)
         t = time.perf_counter()
         rec = recover(student, base, tok, rcfg, CalibrationConfig(**calib))

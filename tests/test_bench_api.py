@@ -4,7 +4,6 @@ import json
 
 import pytest
 import torch
-from bench_helpers import long_text, make_catalog
 
 from slimserve.bench import api as bench_api
 from slimserve.bench.api import bench
@@ -13,6 +12,8 @@ from slimserve.bench.targets import TARGETS, get_target, target_status
 from slimserve.catalog import Catalog
 from slimserve.cli import main
 from slimserve.errors import UserError
+
+from .bench_helpers import long_text, make_catalog
 
 QUICK = dict(limit=1, iters=1, min_seconds=0, new_tokens=4, prompt_lens=[16], batches=[1, 2], json=True)
 

@@ -4,11 +4,12 @@ import json
 import sqlite3
 
 import pytest
-from bench_helpers import fake_record
 
 from slimserve.bench.serialize import record_from_dict, record_from_json, record_to_json
 from slimserve.bench.store import history, latest_records, runs, save_run, summary_columns
 from slimserve.catalog import Catalog
+
+from .bench_helpers import fake_record
 
 
 def test_record_json_round_trip():
@@ -53,7 +54,7 @@ def test_failed_write_stores_nothing(tmp_path):
 def test_results_of_a_rebuilt_variant_are_stale(tmp_path, tiny_llama_dir):
     import shutil
 
-    from bench_helpers import write_manifest
+    from .bench_helpers import write_manifest
 
     root = tmp_path / "cat"
     root.mkdir()

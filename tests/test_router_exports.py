@@ -328,6 +328,10 @@ def test_cli_round_trip(cat, tmp_path, capsys):
             "non-negative",
         ),
         (["catalog", "tier", "--rules", "{tmp}/impossible.yaml"], "matches no target"),
+        (
+            ["catalog", "export", "--format", "json", "-o", "{tmp}/x.json", "--api-base", "http://h:{{port}}/v1"],
+            "placeholder",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_message(cat, tmp_path, capsys, argv, message):

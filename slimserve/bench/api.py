@@ -224,17 +224,16 @@ def bench(
             runner = tgt.load(row.path, row.manifest, threads)
             load_s = time.perf_counter() - t0
             try:
-                speeds[row.name] = s = run_speed(runner, tokens_for(runner), scfg, load_s=load_s, size_mb=_size_mb(row))
+                speeds[row.name] = s = run_speed(
+                    runner, tokens_for(runner), scfg, load_s=load_s, size_mb=_size_mb(row), log=log
+                )
                 s.peak_mem_mb = runner.peak_memory_mb()
             finally:
                 runner.close()
                 del runner
             for b, err in s.batch_errors.items():
                 log(f"  batch {b} did not run: {err}")
-            log(
-                f"  decode {s.decode_tok_s.p50:.2f} tok/s, ITL p99 {s.itl_ms.p99:.1f} ms, TTFT "
-                f"{1000 * s.ttft_s.p50:.1f} ms"
-            )
+            log(f"  load {load_s:.1f} s, TTFT {1000 * s.ttft_s.p50:.1f} ms, peak {s.peak_mem_mb or 0:.0f} MB")
             if tgt.device == "cpu" and row.manifest.get("format") == "compressed-tensors":
                 notes[row.name].append(CPU_DEQUANT_NOTE)
 

@@ -92,6 +92,7 @@ def run_speed(
     *,
     load_s: float | None = None,
     size_mb: float | None = None,
+    log: Callable[[str], None] = lambda m: None,
 ) -> SpeedResult:
     """All speed scenarios; prompt_ids is a tokenized real text (1-D) to cut prompts from."""
     res = SpeedResult(loop=runner.loop, load_s=load_s, size_mb=size_mb)
@@ -103,6 +104,7 @@ def run_speed(
         res.prefill_tok_s[n] = latency_stats([n / r.ttft_s for r in runs])
         if i == 0:
             res.ttft_s = latency_stats([r.ttft_s for r in runs])
+        log(f"  prefill {n}: {res.prefill_tok_s[n].p50:.1f} tok/s")
 
     # Decode at batch 1: tokens after the first, over new_tokens steps.
     ids = prompt_batch(prompt_ids, cfg.batch_prompt_len, 1)
@@ -110,6 +112,7 @@ def run_speed(
     res.decode_tok_s = latency_stats([_decode_rate(1, r) for r in runs])
     itl = [s for r in runs for s in r.step_s]
     res.itl_ms = scaled(latency_stats(itl), 1000.0)
+    log(f"  decode: {res.decode_tok_s.p50:.2f} tok/s, ITL p99 {res.itl_ms.p99:.1f} ms")
 
     for b in cfg.batches:
         if b == 1:  # the decode scenario above is batch 1
@@ -124,6 +127,7 @@ def run_speed(
                 runs_b = measure(lambda ids_b=ids_b: runner.generate(ids_b, cfg.batch_new_tokens), cfg)
                 res.batch_tok_s[b] = statistics.median(_decode_rate(b, r) for r in runs_b)
                 res.batch_itl_p99_ms[b] = latency_stats([s for r in runs_b for s in r.step_s]).p99 * 1000.0
+                log(f"  batch {b}: {res.batch_tok_s[b]:.1f} tok/s, ITL p99 {res.batch_itl_p99_ms[b]:.1f} ms")
             except Exception as exc:  # noqa: BLE001 - only out-of-memory is recorded, everything else propagates
                 if not is_out_of_memory(exc):
                     raise

@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import UserError
 from . import external as ext
 from . import targets as tg
-from .formats import EXPORTERS, ExportContext, load_all, write_atomic
+from .formats import EXPORTERS, ExportContext, check_api_base, load_all, write_atomic
 from .tiers import DEFAULT_RULES, Assignment, assign, assign_from_recipe, load_rules
 
 DEFAULT_API_BASE = "http://localhost:8000/v1"
@@ -143,6 +143,7 @@ def export(
     """
     load_all()
     render = EXPORTERS.get(format, field="format")
+    check_api_base(api_base)
     out = Path(output)
     if not out.parent.is_dir():
         raise UserError(

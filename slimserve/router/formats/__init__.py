@@ -44,7 +44,19 @@ class ExportContext:
 
 
 EXPORTERS: Registry[Callable[[ExportContext], str]] = Registry("export format")
-SUFFIXES = {"litellm": ".yaml", "openrouter": ".json", "routellm": ".yaml", "json": ".json"}
+
+
+def check_api_base(template: str) -> str:
+    """The api_base template must format with {variant}, {target} and {id} only."""
+    try:
+        template.format(variant="v", target="t", id="v@t")
+    except (KeyError, IndexError, ValueError) as e:
+        raise UserError(
+            f"api_base '{template}' has a placeholder slimserve cannot fill ({e})",
+            field="api_base",
+            allowed=["{variant}", "{target}", "{id}"],
+        ) from None
+    return template
 
 
 def per_token(usd_per_1m: float) -> Decimal:

@@ -1,0 +1,111 @@
+"""Catalog atomicity: staged builds, failures leave nothing, concurrent builds both land, kills leave it as it was."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import textwrap
+
+import pytest
+
+import slimserve
+from slimserve.catalog import Catalog
+from slimserve.errors import UserError
+
+from .helpers import write_recipe
+
+ONE = "  - {{name: {name}, tier: nano, steps: [{{quantize: {{method: rtn, bits: 8, group_size: null, symmetric: true}}}}]}}\n"
+
+
+def _recipe(tmp_path, tiny, *names, file="r.yaml"):
+    return write_recipe(tmp_path / file, tiny, "".join(ONE.format(name=n) for n in names))
+
+
+def _snapshot(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if "index.sqlite" not in p.name)
+
+
+def test_failed_step_leaves_catalog_unchanged(tiny_llama_dir, tmp_path, monkeypatch):
+    cat_dir = tmp_path / "cat"
+    slimserve.build(_recipe(tmp_path, tiny_llama_dir, "a"), catalog=cat_dir)
+    before = _snapshot(cat_dir)
+
+    from slimserve import writers
+
+    def boom(model, out, ctx):
+        (out / "half-written.bin").write_bytes(b"x" * 10)
+        raise RuntimeError("disk full")
+
+    monkeypatch.setitem(writers.WRITERS._items, "compressed-tensors", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        slimserve.build(_recipe(tmp_path, tiny_llama_dir, "b", file="b.yaml"), catalog=cat_dir)
+    assert _snapshot(cat_dir) == before
+    assert Catalog.open(cat_dir).names() == ["a"]
+
+
+def test_existing_variant_needs_force(tiny_llama_dir, tmp_path):
+    recipe, cat_dir = _recipe(tmp_path, tiny_llama_dir, "a"), tmp_path / "cat"
+    first = slimserve.build(recipe, catalog=cat_dir)[0].manifest["built_at"]
+    with pytest.raises(UserError, match=r"r.yaml: variants\[\].name: variant\(s\) a already exist.*--force"):
+        slimserve.build(recipe, catalog=cat_dir)
+    (row,) = slimserve.build(recipe, catalog=cat_dir, force=True)
+    assert row.manifest["built_at"] >= first and Catalog.open(cat_dir).names() == ["a"]
+
+
+def test_two_concurrent_builds_both_land(tiny_llama_dir, tmp_path):
+    cat_dir = tmp_path / "cat"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "slimserve", "build", str(_recipe(tmp_path, tiny_llama_dir, n, file=f"{n}.yaml")),
+             "--catalog", str(cat_dir)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for n in ("p1", "p2")
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+    cat = Catalog.open(cat_dir)
+    assert cat.names() == ["p1", "p2"]
+    assert all((v.path / "manifest.json").is_file() for v in cat.variants())
+
+
+def test_killed_build_leaves_catalog_as_it_was(tiny_llama_dir, tmp_path):
+    cat_dir = tmp_path / "cat"
+    slimserve.build(_recipe(tmp_path, tiny_llama_dir, "a"), catalog=cat_dir)
+    before = _snapshot(cat_dir)
+    # A build that stalls inside its step (after staging began) and is then killed with SIGKILL.
+    code = textwrap.dedent(
+        f"""
+        import time, slimserve
+        from slimserve.quant import rtn
+        orig = rtn.apply
+        def slow(model, cfg, ctx):
+            (ctx.work_dir / "partial").write_text("x")
+            print("staged", flush=True)
+            time.sleep(60)
+        import slimserve.steps as s
+        s.STEPS["quantize"]._items["rtn"] = s.StepSpec("quantize", "rtn", rtn.RTNConfig, slow)
+        slimserve.build({str(_recipe(tmp_path, tiny_llama_dir, "b", file="b.yaml"))!r}, catalog={str(cat_dir)!r})
+        """
+    )
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "staged"
+    assert any((cat_dir / ".staging").iterdir())
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    time.sleep(0.1)
+    cat = Catalog.open(cat_dir)  # opening cleans the dead build's staging folder
+    assert cat.names() == ["a"]
+    assert _snapshot(cat_dir) == before
+
+
+def test_index_follows_folders(tiny_llama_dir, tmp_path):
+    cat_dir = tmp_path / "cat"
+    slimserve.build(_recipe(tmp_path, tiny_llama_dir, "a", "b"), catalog=cat_dir)
+    cat = Catalog.open(cat_dir)
+    cat.remove("a")
+    assert cat.names() == ["b"] and not (cat_dir / "a").exists()
+    with pytest.raises(UserError, match="no variant 'zzz'.*allowed: b"):
+        cat.get("zzz")
