@@ -95,7 +95,7 @@ class LlamaCppEngine:
         self.m._clear_context_state()
         n = self.m._eval_tokens(toks[:1], 0)
         t = time.perf_counter()
-        for i in range(128):
+        for _i in range(128):
             n = self.m._eval_tokens([self.m._sample_token()], n)
         return {"pp512": pp, "tg128": 128 / (time.perf_counter() - t)}
 
@@ -157,7 +157,7 @@ class GenaiEngine:
 
 def quality(ref_logits: list[torch.Tensor], logits: list[torch.Tensor], windows: list[torch.Tensor]) -> dict:
     nll, nll_ref, kld, top1, n = 0.0, 0.0, 0.0, 0.0, 0
-    for r, q, ids in zip(ref_logits, logits, windows):
+    for r, q, ids in zip(ref_logits, logits, windows, strict=False):
         r, q, tgt = r[0, :-1].double(), q[0, :-1].double(), ids[0, 1:]
         lr, lq = r.log_softmax(-1), q.log_softmax(-1)
         nll += float(-lq.gather(-1, tgt[:, None]).sum())
@@ -214,7 +214,7 @@ def main() -> None:
             q = quality(ref, [r.logits(w) for w in windows], windows)
             if name == "onnx fp32":
                 q["max_rel_err_logits"] = max(
-                    float((r.logits(w) - x).abs().max() / x.abs().max()) for w, x in zip(windows, ref)
+                    float((r.logits(w) - x).abs().max() / x.abs().max()) for w, x in zip(windows, ref, strict=False)
                 )
             result["quality"][name] = q
             r.close()

@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--recovery-steps", type=int, default=20)
     ap.add_argument("--wanda", action="store_true")
     ap.add_argument("--compare-compensation", action="store_true")
+    ap.add_argument("--round-to", type=int, default=128)
     ap.add_argument("--recovery-lr", type=float, default=1e-4)
     ap.add_argument("--out", default="bench/results/prune_quality")
     args = ap.parse_args()
@@ -66,7 +67,10 @@ def main() -> None:
         (
             "structured",
             structured.StructuredConfig(
-                mlp_ratio=args.mlp_ratio, attention_ratio=args.attention_ratio, calibration=calib
+                mlp_ratio=args.mlp_ratio,
+                attention_ratio=args.attention_ratio,
+                round_to=args.round_to,
+                calibration=calib,
             ),
         ),
     ]
@@ -75,7 +79,11 @@ def main() -> None:
             (
                 "structured no-compensation",
                 structured.StructuredConfig(
-                    mlp_ratio=args.mlp_ratio, attention_ratio=args.attention_ratio, compensate=False, calibration=calib
+                    mlp_ratio=args.mlp_ratio,
+                    attention_ratio=args.attention_ratio,
+                    round_to=args.round_to,
+                    compensate=False,
+                    calibration=calib,
                 ),
             )
         )

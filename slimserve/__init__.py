@@ -22,7 +22,9 @@ def load(path, **kwargs):
     return _load(path, **kwargs)
 
 
-def bench(variants=None, **kwargs):
-    from .bench.api import bench as _bench
+def __getattr__(name):
+    if name == "bench":  # a callable package: slimserve.bench(variants, target=...)
+        import importlib
 
-    return _bench(variants, **kwargs)
+        return importlib.import_module(f"{__name__}.bench")
+    raise AttributeError(f"module 'slimserve' has no attribute {name!r}")

@@ -15,7 +15,7 @@ from slimserve.errors import UserError
 
 from .bench_helpers import long_text, make_catalog
 
-QUICK = dict(limit=1, iters=1, min_seconds=0, new_tokens=4, prompt_lens=[16], batches=[1, 2], json=True)
+QUICK = dict(threads=1, limit=1, iters=1, min_seconds=0, new_tokens=4, prompt_lens=[16], batches=[1, 2], json=True)
 
 
 @pytest.fixture(scope="module")

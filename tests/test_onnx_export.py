@@ -7,14 +7,13 @@ import torch
 
 pytest.importorskip("onnxruntime")
 
-from tests._onnx_helpers import hf_greedy, rel_err, tiny_model  # noqa: E402
-
 from slimserve.errors import UserError  # noqa: E402
 from slimserve.onnx.export import export_fused  # noqa: E402
 from slimserve.onnx.graph import float_plan, rtn_plan  # noqa: E402
 from slimserve.onnx.packing import unpack_nbits  # noqa: E402
 from slimserve.onnx.runtime import OrtRunner  # noqa: E402
 from slimserve.steps import StepContext  # noqa: E402
+from tests._onnx_helpers import hf_greedy, rel_err, tiny_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")

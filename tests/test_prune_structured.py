@@ -18,7 +18,9 @@ from ._compress_helpers import ByteTokenizer, calib, context, tiny_llama, write_
 def test_gqa_pruning_keeps_model_runnable_config_consistent_and_reloadable(tmp_path):
     model = tiny_llama(heads=8, kv_heads=4, hidden=64, inter=128)
     ctx = context(tmp_path)
-    cfg = structured.StructuredConfig(mlp_ratio=0.25, attention_ratio=0.5, calibration=calib(write_text(tmp_path)))
+    cfg = structured.StructuredConfig(
+        round_to=8, mlp_ratio=0.25, attention_ratio=0.5, calibration=calib(write_text(tmp_path))
+    )
     out = structured.apply(model, cfg, ctx)
     c = out.config
     assert (c.num_attention_heads, c.num_key_value_heads, c.intermediate_size) == (4, 2, 96)
@@ -75,7 +77,9 @@ def test_least_squares_compensation_reduces_error(tmp_path):
         ref = base(ids).logits
     err = {}
     for comp in (False, True):
-        cfg = structured.StructuredConfig(mlp_ratio=0.5, compensate=comp, calibration=calib(text, samples=16))
+        cfg = structured.StructuredConfig(
+            round_to=8, mlp_ratio=0.5, compensate=comp, calibration=calib(text, samples=16)
+        )
         err[comp] = _kld(structured.apply(copy.deepcopy(base), cfg, context(tmp_path)), ref, ids)
     assert err[True] < err[False], err
 

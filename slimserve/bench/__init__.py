@@ -1,14 +1,25 @@
-"""Benchmark harness: targets x scenarios (speed, quality) -> BenchRecords, priced per token and stored in the catalog.
+"""Benchmark harness: targets x scenarios -> BenchRecords in the catalog index.
 
-Heavy modules load lazily; `from slimserve.bench import bench` is the entry point.
+`slimserve.bench(...)` is both this package and the API call: the package is made callable so
+`import slimserve.bench.store` and `slimserve.bench(["v"], target="cpu")` coexist.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+import types
 
 
-def bench(*args: Any, **kwargs: Any):  # noqa: ANN201 - re-exported lazily to keep `import slimserve` fast
+def bench(variants=None, **kwargs):
+    """See slimserve.bench.api.bench."""
     from .api import bench as _bench
 
-    return _bench(*args, **kwargs)
+    return _bench(variants, **kwargs)
+
+
+class _CallablePackage(types.ModuleType):
+    def __call__(self, variants=None, **kwargs):
+        return bench(variants, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage

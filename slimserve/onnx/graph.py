@@ -16,8 +16,8 @@ Static graphs (Inferentia-style buckets) come from the same builder with integer
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import onnx
@@ -32,6 +32,7 @@ OPSET = 21
 MS = "com.microsoft"
 LOGITS_RANGE = "logits_range"
 ALL_POSITIONS = 2**62
+EMBED = "model.embed_tokens"
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,25 @@ def _linear(g: _G, x: str, name: str, w: torch.Tensor, sources: list, plan: Weig
     )
 
 
+def _embedding(g: _G, embed, plan: WeightFn) -> str:
+    """Gather (float) or GatherBlockQuantized (the plan packed the table; blocks must divide the hidden size)."""
+    w = embed.weight.detach()
+    packed = plan(EMBED, w, [embed])
+    if packed is None:
+        return g.op1("Gather", [g.init(f"{EMBED}.weight", _np(w)), "input_ids"], name="embed/Gather")
+    if packed.k % packed.block_size:
+        raise ValueError("an embedding block size must divide the hidden size")
+    v = packed.n
+    ins = [g.init(f"{EMBED}.qweight", packed.b.reshape(v, -1)), "input_ids",
+           g.init(f"{EMBED}.scales", packed.scales.reshape(v, -1))]  # fmt: skip
+    if packed.zero_points is not None:
+        ins.append(g.init(f"{EMBED}.qzeros", packed.zero_points.reshape(v, -1)))
+    return g.op1(
+        "GatherBlockQuantized", ins, name="embed/GatherBlockQuantized", domain=MS, bits=packed.bits,
+        block_size=packed.block_size, gather_axis=0, quantize_axis=1,
+    )  # fmt: skip
+
+
 def rotary_caches(model, spec: DecoderSpec, length: int) -> tuple[np.ndarray, np.ndarray]:
     """cos/sin [length, head_dim/2] from the model's own rotary module (so rope scaling variants are honoured)."""
     rot = model.model.rotary_emb
@@ -198,8 +218,7 @@ def build_decoder(
     cos_n, sin_n = g.init("rotary.cos_cache", cos), g.init("rotary.sin_cache", sin)
 
     m = model.model
-    emb = g.init("model.embed_tokens.weight", _np(m.embed_tokens.weight))
-    h = g.op1("Gather", [emb, "input_ids"], name="embed/Gather")
+    h = _embedding(g, m.embed_tokens, plan)
     layers = m.layers
     x = g.op1(
         "SimplifiedLayerNormalization",
@@ -215,20 +234,22 @@ def build_decoder(
         a = layer.self_attn
         wqkv = torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight], 0)
         qkv = _linear(g, x, f"{p}.self_attn.qkv_proj", wqkv, [a.q_proj, a.k_proj, a.v_proj], plan, accuracy_level)
-        attn_out, pk, pv = g.op(
-            "GroupQueryAttention",
-            [qkv, "", "", f"past_key_values.{i}.key", f"past_key_values.{i}.value", seqlens, total, cos_n, sin_n],
-            3,
-            name=f"{p}/GroupQueryAttention",
-            domain=MS,
-            num_heads=spec.heads,
-            kv_num_heads=spec.kv_heads,
-            do_rotary=1,
-            rotary_interleaved=0,
-            scale=1.0 / math.sqrt(spec.head_dim),
+        # GQA writes the graph's present outputs directly (an Identity in between could copy the whole cache).
+        attn_out = f"{p}/GroupQueryAttention/out"
+        g.nodes.append(
+            helper.make_node(
+                "GroupQueryAttention",
+                [qkv, "", "", f"past_key_values.{i}.key", f"past_key_values.{i}.value", seqlens, total, cos_n, sin_n],
+                [attn_out, f"present.{i}.key", f"present.{i}.value"],
+                name=f"{p}/GroupQueryAttention",
+                domain=MS,
+                num_heads=spec.heads,
+                kv_num_heads=spec.kv_heads,
+                do_rotary=1,
+                rotary_interleaved=0,
+                scale=1.0 / math.sqrt(spec.head_dim),
+            )
         )
-        g.nodes.append(helper.make_node("Identity", [pk], [f"present.{i}.key"], name=f"{p}/present_key"))
-        g.nodes.append(helper.make_node("Identity", [pv], [f"present.{i}.value"], name=f"{p}/present_value"))
         o = _linear(g, attn_out, f"{p}.self_attn.o_proj", a.o_proj.weight, [a.o_proj], plan, accuracy_level)
         ln2 = g.init(f"{p}.post_attention_layernorm.weight", _np(layer.post_attention_layernorm.weight))
         x, _, _, res = g.op(
@@ -238,7 +259,9 @@ def build_decoder(
         mlp = layer.mlp
         wgu = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight], 0)
         gu = _linear(g, x, f"{p}.mlp.gate_up_proj", wgu, [mlp.gate_proj, mlp.up_proj], plan, accuracy_level)
-        gate, up = g.op("Split", [gu, g.const([spec.intermediate, spec.intermediate])], 2, name=f"{p}/mlp/Split", axis=-1)
+        gate, up = g.op(
+            "Split", [gu, g.const([spec.intermediate, spec.intermediate])], 2, name=f"{p}/mlp/Split", axis=-1
+        )
         act = g.op1("Mul", [gate, g.op1("Sigmoid", [gate], name=f"{p}/mlp/Sigmoid")], name=f"{p}/mlp/SiLU")
         prod = g.op1("Mul", [act, up], name=f"{p}/mlp/Mul")
         d = _linear(g, prod, f"{p}.mlp.down_proj", mlp.down_proj.weight, [mlp.down_proj], plan, accuracy_level)
@@ -277,7 +300,7 @@ def rtn_plan(bits: int, block_size: int, symmetric: bool, *, skip: Callable[[str
     from .packing import rtn_qparams
 
     def plan(name: str, w: torch.Tensor, _sources: list) -> NBitsWeight | None:
-        if skip(name):
+        if skip(name) or name == EMBED:
             return None
         return pack_nbits(w, rtn_qparams(w, bits, block_size, symmetric))
 

@@ -15,6 +15,7 @@ import torch
 from ..quant.base import get_qparams
 from ..quant.math import QParams
 from ..steps import StepContext
+from .graph import EMBED
 from .packing import NBitsWeight, pack_nbits, rtn_qparams
 
 NBITS_BLOCKS = (16, 32, 64, 128, 256)
@@ -26,7 +27,9 @@ def _fused_qparams(modules: list, k: int) -> QParams | None:
     if any(q is None for q in qps):
         return None
     first = qps[0]
-    same = all(q.bits == first.bits and q.group_size == first.group_size and q.symmetric == first.symmetric for q in qps)
+    same = all(
+        q.bits == first.bits and q.group_size == first.group_size and q.symmetric == first.symmetric for q in qps
+    )
     if not same or first.bits not in (4, 8) or first.group_size not in NBITS_BLOCKS or k % first.group_size:
         return None
     zero = None if first.symmetric else torch.cat([q.zero_point for q in qps], 0)
@@ -42,6 +45,8 @@ class WeightPlan:
 
     def __call__(self, name: str, w: torch.Tensor, sources: list) -> NBitsWeight | None:
         cfg = self.cfg
+        if name == EMBED:
+            return self._embedding(w)
         step_qp = _fused_qparams(sources, w.shape[1]) if cfg.use_step_qparams else None
         if cfg.weights != "int4":
             if step_qp is not None or any(get_qparams(m) for m in sources):
@@ -59,6 +64,22 @@ class WeightPlan:
         self._note(name, {"bits": 4, "block_size": cfg.block_size, "symmetric": cfg.symmetric, "grid": "rtn",
                           "padded_k": w.shape[1] % cfg.block_size != 0})  # fmt: skip
         return pack_nbits(w, rtn_qparams(w, 4, cfg.block_size, cfg.symmetric))
+
+    def _embedding(self, w: torch.Tensor) -> NBitsWeight | None:
+        """int4 GatherBlockQuantized table; its blocks must divide the hidden size (576 = 64 x 9 takes 64, not 128)."""
+        cfg = self.cfg
+        if cfg.weights == "float":
+            return None
+        if cfg.weights != "int4" or not cfg.quantize_embedding:
+            self._skip(EMBED, "embedding Gather stays float32" + ("" if cfg.weights == "int4" else f" ({cfg.weights})"))
+            return None
+        block = next((b for b in NBITS_BLOCKS[::-1] if b <= cfg.block_size and w.shape[1] % b == 0), None)
+        if block is None:
+            self._skip(EMBED, f"no block size <= {cfg.block_size} divides the hidden size {w.shape[1]}")
+            return None
+        self._note(EMBED, {"bits": 4, "block_size": block, "symmetric": cfg.symmetric, "grid": "rtn",
+                           "op": "GatherBlockQuantized"})  # fmt: skip
+        return pack_nbits(w, rtn_qparams(w, 4, block, cfg.symmetric))
 
     def _note(self, name: str, rec: dict) -> None:
         self.decisions.setdefault(name, {}).update(rec)

@@ -9,8 +9,9 @@ no step concatenates or copies the cache. Logits are written into one pre-alloca
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -121,7 +122,8 @@ class KVCache:
             dev_id = int(device.split(":")[1]) if ":" in device else 0
             self.arrays = []
             self.values = [
-                ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, "cuda", dev_id) for _ in range(2 * info.layers)
+                ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, "cuda", dev_id)
+                for _ in range(2 * info.layers)
             ]
             self._nbytes = 2 * info.layers * int(np.prod(shape)) * 4
             return

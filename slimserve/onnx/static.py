@@ -116,8 +116,10 @@ def select_bucket(buckets: list[dict], batch: int, total: int) -> dict:
     if not fits:
         max_b = max(bk["batch"] for bk in buckets)
         max_s = max(bk["sequence"] for bk in buckets)
-        what = f"batch {batch} > largest bucket batch {max_b}" if batch > max_b else (
-            f"prompt + new tokens = {total} > largest bucket sequence length {max_s}"
+        what = (
+            f"batch {batch} > largest bucket batch {max_b}"
+            if batch > max_b
+            else (f"prompt + new tokens = {total} > largest bucket sequence length {max_s}")
         )
         raise UserError(
             f"no static bucket fits: {what}",

@@ -31,6 +31,9 @@ class OnnxWeightsConfig(StepConfig):
     accuracy_level: Literal[0, 1, 2, 3, 4] = 4
     # The tied lm_head is untied into its own initializer so int4 covers it too; false keeps it float.
     quantize_lm_head: bool = True
+    # int4 only: the embedding table as GatherBlockQuantized (a tied model then stores the int4 table twice,
+    # still ~7x smaller than one float32 copy).
+    quantize_embedding: bool = True
     # Reuse the grid (codes) of an earlier quantize step when MatMulNBits can hold it.
     use_step_qparams: bool = True
 
@@ -78,7 +81,9 @@ class StaticExportConfig(OnnxWeightsConfig):
             if not vals or any(v < 1 for v in vals) or len(set(vals)) != len(vals):
                 raise ValueError(f"{name} must be a non-empty list of distinct positive integers, got {vals}")
         if self.weights == "int8":
-            raise ValueError("neuron-static supports weights float or int4 (int8 dynamic graphs are not static-friendly)")
+            raise ValueError(
+                "neuron-static supports weights float or int4 (int8 dynamic graphs are not static-friendly)"
+            )
         return self
 
     def summary(self) -> str:
@@ -105,8 +110,6 @@ def apply_onnx(model, cfg: OnnxExportConfig, ctx: StepContext):
     if cfg.graph == "fused":
         plan = WeightPlan(cfg, ctx)
         path = export_fused(model, out, plan, accuracy_level=cfg.accuracy_level)
-        if cfg.weights == "int4":
-            ctx.skip("model.embed_tokens", "embedding Gather stays float32 (row lookup, no matmul to speed up)")
     else:
         path = export_optimum(model, out)
         if cfg.weights == "int4":

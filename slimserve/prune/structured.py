@@ -15,6 +15,7 @@ transformers 4.57 building the query-head group does not terminate. The coupling
 - prune:
     method: structured
     mlp_ratio: 0.3          # fraction of MLP intermediate channels removed in every layer
+    round_to: 128           # kept width multiple (1536 * 0.7 -> 1024), so int4 group 128 still divides it
     attention_ratio: 0.0    # fraction of key/value groups removed (with their query heads); multiple of 1/num_kv_heads
     compensate: true
     calibration: {samples: 32, seq_len: 512}
@@ -54,7 +55,8 @@ class StructuredConfig(StepConfig):
     method: Literal["structured"] = "structured"
     mlp_ratio: float = Field(0.25, ge=0, lt=1)
     attention_ratio: float = Field(0.0, ge=0, lt=1)
-    round_to: int = Field(8, ge=1, le=256)  # kept intermediate size is a multiple of this
+    # Kept intermediate size is a multiple of this: 128 keeps down_proj divisible by int4 group 128 afterwards.
+    round_to: int = Field(64, ge=1, le=1024)
     compensate: bool = True
     damp: float = Field(0.01, gt=0, le=1)
     calibration: CalibrationConfig = Field(default_factory=_small_calibration)
@@ -154,6 +156,8 @@ def apply(model, cfg: StructuredConfig, ctx: StepContext):
     started = time.perf_counter()
     config = model.config
     keep_inter, n_drop_groups = plan(config, cfg, ctx.field)
+    if cfg.mlp_ratio > 0 and keep_inter == config.intermediate_size:
+        ctx.note(f"mlp_ratio {cfg.mlp_ratio} rounded to a multiple of {cfg.round_to} keeps every MLP channel", "mlp")
     n_kv = config.num_key_value_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     params_before = count_params(model)

@@ -51,7 +51,7 @@ def search_scale(
     for k in range(grid):
         alpha = k / grid
         s = candidate_scales(x_mean_abs, alpha)
-        out = torch.cat([(x / s) @ _fq(w.float() * s, spec).T for w, spec in zip(weights, specs)], dim=1)
+        out = torch.cat([(x / s) @ _fq(w.float() * s, spec).T for w, spec in zip(weights, specs, strict=True)], dim=1)
         err = float((out - ref).pow(2).mean())
         if k == 0:
             err0 = err

@@ -103,7 +103,7 @@ def capture_layer_inputs(model: nn.Module, input_ids: torch.Tensor, batch_size: 
 def run_layer(layer: nn.Module, inputs: LayerInputs) -> LayerInputs:
     """Outputs of one decoder layer on every captured batch (the next layer's inputs)."""
     outs = []
-    for h, kw in zip(inputs.hidden, inputs.kwargs):
+    for h, kw in zip(inputs.hidden, inputs.kwargs, strict=True):
         out = layer(h, **kw)
         outs.append(out[0] if isinstance(out, tuple) else out)
     return LayerInputs(outs, inputs.kwargs)
