@@ -152,12 +152,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target", default="cpu")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--iters", type=int, default=None, help="minimum timed iterations per scenario")
+    p.add_argument("--min-seconds", type=float, default=None, help="minimum seconds per scenario")
+    p.add_argument("--no-quality", dest="quality", action="store_false")
     p.add_argument("--quick", action="store_true", help="2 iterations, 32 new tokens, 2 perplexity windows")
     p.add_argument("--loops", action="store_true", help="also time the reference with generate() and both lean loops")
     p.add_argument("--name", default=None, help="results file stem (default: <date>-<target>)")
     args = p.parse_args(argv)
     command = shlex.join(["python", "bench/compare.py", *(sys.argv[1:] if argv is None else argv)])
     kw: dict = {"threads": args.threads}
+    kw.update({k: v for k, v in (("iters", args.iters), ("min_seconds", args.min_seconds)) if v is not None})
     if args.quick:
         kw.update(iters=2, min_seconds=0, new_tokens=32, batches=[1, 4])
     limit = args.limit or (2 if args.quick else None)
@@ -168,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         target=args.target,
         catalog=args.catalog,
         limit=limit,
+        quality=args.quality,
         show=False,
         out=RESULTS / "runs",
         command=command,

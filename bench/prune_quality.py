@@ -63,109 +63,95 @@ def main() -> None:
     rows = [{"variant": "fp32", "params": params(base), **ref}]
     load = [os.getloadavg()[0]]
     calib = {"samples": args.samples, "seq_len": args.seq_len}
-    variants = [
-        (
-            "structured",
-            structured.StructuredConfig(
-                mlp_ratio=args.mlp_ratio,
-                attention_ratio=args.attention_ratio,
-                round_to=args.round_to,
-                calibration=calib,
-            ),
-        ),
-    ]
-    if args.compare_compensation:
-        variants.append(
-            (
-                "structured no-compensation",
-                structured.StructuredConfig(
-                    mlp_ratio=args.mlp_ratio,
-                    attention_ratio=args.attention_ratio,
-                    round_to=args.round_to,
-                    compensate=False,
-                    calibration=calib,
-                ),
-            )
-        )
-    if args.wanda:
-        variants.append(("wanda 2:4", wanda.WandaConfig(pattern="2:4", calibration=calib)))
-    speed = {}
-    pruned_for_speed = None
-    for label, cfg in variants:
-        fn = structured.apply if isinstance(cfg, structured.StructuredConfig) else wanda.apply
-        ctx = StepContext(Path(args.model), Path("/tmp"), tok, field="bench")
-        t = time.perf_counter()
-        model = fn(copy.deepcopy(base), cfg, ctx)
-        secs = time.perf_counter() - t
+    meta = {
+        "command": "python " + " ".join(sys.argv),
+        "hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared with 4 other jobs)",
+        "loadavg_1min": load,
+        "torch": f"{torch.__version__}, {torch.get_num_threads()} thread(s)",
+        "eval": f"{args.eval_windows} windows x {args.seq_len} tokens from the end of Pride and Prejudice",
+        "calibration": f"{args.samples} x {args.seq_len} tokens from the start of Pride and Prejudice",
+        "decode": "greedy generate(), 48 new tokens, batch 1, fp32, 3 runs alternating models",
+    }
+
+    def add(label, model, secs, **extra):
         load.append(os.getloadavg()[0])
         q, _ = evaluate(model, windows, ref_logp)
         q["ppl_increase"] = q["ppl"] / ref["ppl"] - 1
-        row = {
-            "variant": label,
-            "params": params(model),
-            "params_ratio": params(model) / rows[0]["params"],
-            "seconds": round(secs, 1),
-            **q,
+        n = params(model)
+        rows.append(
+            {
+                "variant": label,
+                "params": n,
+                "params_ratio": n / rows[0]["params"],
+                "seconds": round(secs, 1),
+                **q,
+                **extra,
+            }
+        )
+        print(rows[-1], flush=True)
+        write(args, meta, rows)
+        return rows[-1]
+
+    def speed(pairs):
+        ms = {k: [] for k in pairs}
+        for _ in range(3):
+            for k, m in pairs.items():
+                ms[k] += decode_ms_per_token(m, tok, repeats=1)
+        load.append(os.getloadavg()[0])
+        for r in rows:
+            if r["variant"] in ms:
+                r["decode_ms_per_token"] = [round(x, 2) for x in ms[r["variant"]]]
+                r["decode_ms_median"] = round(statistics.median(ms[r["variant"]]), 2)
+        write(args, meta, rows)
+
+    def sconfig(**kw):
+        return structured.StructuredConfig(
+            mlp_ratio=args.mlp_ratio,
+            attention_ratio=args.attention_ratio,
+            round_to=args.round_to,
+            calibration=calib,
+            **kw,
+        )
+
+    ctx = StepContext(Path(args.model), Path("/tmp"), tok, field="bench")
+    t = time.perf_counter()
+    pruned = structured.apply(copy.deepcopy(base), sconfig(), ctx)
+    row = add("structured", pruned, time.perf_counter() - t)
+    with tempfile.TemporaryDirectory() as d:
+        pruned.save_pretrained(d)
+        back = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
+        ids = windows[0, :64][None]
+        row["reloads"] = bool(torch.allclose(back(ids).logits, pruned(ids).logits, atol=1e-4))
+        row["config"] = {
+            k: back.config.to_dict()[k] for k in ("intermediate_size", "num_attention_heads", "num_key_value_heads")
         }
-        if "recovery" in ctx.records:
-            row["recovery"] = ctx.records["recovery"]
-        if label == "structured":
-            with tempfile.TemporaryDirectory() as d:
-                model.save_pretrained(d)
-                back = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
-                ids = windows[0, :64][None]
-                row["reloads"] = bool(torch.allclose(back(ids).logits, model(ids).logits, atol=1e-4))
-                row["config"] = {
-                    k: back.config.to_dict()[k]
-                    for k in ("intermediate_size", "num_attention_heads", "num_key_value_heads")
-                }
-            pruned_for_speed = model
-        if label == "wanda 2:4":
-            speed["wanda 2:4"] = model
-        rows.append(row)
-        print(row, flush=True)
+        del back
+    speed({"fp32": base, "structured": pruned})
     if args.recovery_steps:
         from slimserve.prune.recovery import RecoveryConfig, recover
         from slimserve.quant.calib import CalibrationConfig
 
         rcfg = RecoveryConfig(steps=args.recovery_steps, batch_size=2, seq_len=256, eval_windows=4, lr=args.recovery_lr)
-        student = copy.deepcopy(pruned_for_speed)
         t = time.perf_counter()
-        rec = recover(student, base, tok, rcfg, CalibrationConfig(**calib))
-        q, _ = evaluate(student, windows, ref_logp)
-        q["ppl_increase"] = q["ppl"] / ref["ppl"] - 1
-        rows.append(
-            {
-                "variant": f"structured + recovery {args.recovery_steps} steps",
-                "params": params(student),
-                "params_ratio": params(student) / rows[0]["params"],
-                "seconds": round(time.perf_counter() - t, 1),
-                **q,
-                "recovery": rec,
-            }
+        rec = recover(pruned, base, tok, rcfg, CalibrationConfig(**calib))
+        add(f"structured + recovery {args.recovery_steps} steps", pruned, time.perf_counter() - t, recovery=rec)
+    if args.wanda:
+        ctx = StepContext(Path(args.model), Path("/tmp"), tok, field="bench")
+        t = time.perf_counter()
+        sparse = wanda.apply(copy.deepcopy(base), wanda.WandaConfig(pattern="2:4", calibration=calib), ctx)
+        add("wanda 2:4", sparse, time.perf_counter() - t)
+        speed({"fp32": base, "wanda 2:4": sparse})
+    if args.compare_compensation:
+        ctx = StepContext(Path(args.model), Path("/tmp"), tok, field="bench")
+        t = time.perf_counter()
+        add(
+            "structured no-compensation",
+            structured.apply(copy.deepcopy(base), sconfig(compensate=False), ctx),
+            time.perf_counter() - t,
         )
-        print(rows[-1], flush=True)
-        del student
-    # Decode speed, alternating the models to spread the machine's load evenly.
-    ms = {"fp32": [], "structured": [], **{k: [] for k in speed}}
-    models = {"fp32": base, "structured": pruned_for_speed, **speed}
-    for _ in range(3):
-        for k, m in models.items():
-            ms[k] += decode_ms_per_token(m, tok, repeats=1)
-    load.append(os.getloadavg()[0])
-    for r in rows:
-        if r["variant"] in ms:
-            r["decode_ms_per_token"] = [round(x, 2) for x in ms[r["variant"]]]
-            r["decode_ms_median"] = round(statistics.median(ms[r["variant"]]), 2)
-    meta = {
-        "command": "python " + " ".join(sys.argv),
-        "hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores (shared with 4 other jobs)",
-        "loadavg_1min": load,
-        "torch": torch.__version__,
-        "eval": f"{args.eval_windows} windows x {args.seq_len} tokens from the end of Pride and Prejudice",
-        "calibration": f"{args.samples} x {args.seq_len} tokens from the start of Pride and Prejudice",
-        "decode": "greedy generate(), 48 new tokens, batch 1, fp32, 2 threads, 3 runs alternating models",
-    }
+
+
+def write(args, meta, rows) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
@@ -176,8 +162,8 @@ def main() -> None:
     ]
     for r in rows:
         lines.append(
-            f"| {r['variant']} | {r['params'] / 1e6:.1f}M | {r.get('params_ratio', 1):.3f} | {r['ppl']:.2f} | {r.get('ppl_increase', 0):.1%} "
-            f"| {r.get('kld', 0):.4f} | {r.get('top1', 1):.3f} | {r.get('decode_ms_median', '')} |"
+            f"| {r['variant']} | {r['params'] / 1e6:.1f}M | {r.get('params_ratio', 1):.3f} | {r['ppl']:.2f} "
+            f"| {r.get('ppl_increase', 0):.1%} | {r.get('kld', 0):.4f} | {r.get('top1', 1):.3f} | {r.get('decode_ms_median', '')} |"
         )
     for r in rows:
         if "recovery" in r:
@@ -185,8 +171,9 @@ def main() -> None:
             lines.append(
                 f"\nRecovery ({r['variant']}): held-out before {rec['before']} -> after {rec['after']}, {rec['seconds']} s"
             )
+        if "reloads" in r:
+            lines.append(f"\nReload with transformers ({r['variant']}): {r['reloads']}, config {r['config']}")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,12 @@ from .errors import SlimserveError
 
 MODULES = (
     "slimserve.quant.rtn",
+    "slimserve.quant.gptq",
+    "slimserve.quant.awq",
+    "slimserve.quant.bnb",
+    "slimserve.prune.structured",
+    "slimserve.prune.wanda",
+    "slimserve.onnx.steps",
 )
 
 for _name in MODULES:

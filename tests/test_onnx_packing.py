@@ -65,3 +65,18 @@ def test_matmulnbits_kernel_matches_dequantized_weight(symmetric, tmp_path):
     y = sess.run(None, {"A": x.numpy()})[0]
     ref = x @ unpack_nbits(packed).T
     np.testing.assert_allclose(y, ref.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_float_zero_point_recovers_a_q4_1_grid():
+    """Weights dequantized from llama.cpp Q4_1 (w = d * q + m, codes 0 and 15 present per block) pack exactly."""
+    from slimserve.onnx.packing import pack_nbits_float_zero
+
+    torch.manual_seed(0)
+    n, k, bs = 16, 96, 32
+    q = torch.randint(0, 16, (n, k // bs, bs)).float()
+    q[..., 0], q[..., 1] = 0, 15
+    w = (torch.rand(n, k // bs, 1) * 0.1 + 0.01) * q - torch.rand(n, k // bs, 1)
+    w = w.reshape(n, k)
+    packed = pack_nbits_float_zero(w, 4, bs)
+    assert packed.zero_points.dtype == np.float32
+    torch.testing.assert_close(unpack_nbits(packed), w, rtol=0, atol=1e-6)

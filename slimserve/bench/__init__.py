@@ -1,25 +1,27 @@
-"""Benchmark harness: targets x scenarios -> BenchRecords in the catalog index.
+"""Benchmark harness: targets x scenarios (speed, quality) -> BenchRecords, priced per token and stored in the catalog.
 
-`slimserve.bench(...)` is both this package and the API call: the package is made callable so
-`import slimserve.bench.store` and `slimserve.bench(["v"], target="cpu")` coexist.
+`slimserve.bench(...)` and `slimserve.bench.bench(...)` are the same call (see api.bench); heavy modules load lazily.
 """
 
 from __future__ import annotations
 
 import sys
 import types
+from typing import Any
 
 
-def bench(variants=None, **kwargs):
-    """See slimserve.bench.api.bench."""
+def bench(*args: Any, **kwargs: Any) -> Any:
+    """Run api.bench (imported on first use so `import slimserve` stays fast)."""
     from .api import bench as _bench
 
-    return _bench(variants, **kwargs)
+    return _bench(*args, **kwargs)
 
 
 class _CallablePackage(types.ModuleType):
-    def __call__(self, variants=None, **kwargs):
-        return bench(variants, **kwargs)
+    """Lets the package itself be called: slimserve.bench(["smollm2-int4-g128"], target="cpu")."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return bench(*args, **kwargs)
 
 
 sys.modules[__name__].__class__ = _CallablePackage

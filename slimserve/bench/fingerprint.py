@@ -67,6 +67,9 @@ def gpu_info(device: str) -> tuple[str | None, float | None]:
 def command_line(argv: list[str] | None = None) -> str:
     argv = sys.argv if argv is None else argv
     prog = os.path.basename(argv[0]) if argv else "python"
+    if prog == "__main__.py":  # `python -m package`: name the package, not its __main__ file
+        prog = f"python -m {os.path.basename(os.path.dirname(argv[0]))}"
+        return " ".join([prog, shlex.join(argv[1:])]).strip()
     return shlex.join([prog, *argv[1:]]) if argv else prog
 
 

@@ -45,6 +45,10 @@ def to_markdown(records: list[BenchRecord], config: dict[str, Any]) -> str:
     if loops:
         lines.append(f"- decode loop timed: {', '.join(loops)}")
     lines.append("- values are median ± sample stdev over n timed iterations after warm-up")
+    lines.append(
+        "- peak MB: whole-process peak RSS on CPU (includes the Python/torch runtime), max allocated on CUDA; "
+        "decode and ITL at batch 1 over the decode scenario's new tokens"
+    )
     lines.append("")
 
     speed = [r for r in records if r.speed]

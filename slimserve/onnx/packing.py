@@ -91,6 +91,27 @@ def pack_nbits(w: torch.Tensor, qp: QParams) -> NBitsWeight:
     return NBitsWeight(np.ascontiguousarray(b), scales, zp, n, k, qp.bits, bs)
 
 
+def pack_nbits_float_zero(w: torch.Tensor, bits: int, block_size: int) -> NBitsWeight:
+    """Min/max grid with a *float* zero point per block (llama.cpp's Q4_1 grid: w = scale * code + min).
+
+    MatMulNBits accepts float zero points: (code - zero) * scale with zero = -min / scale. Weights that already lie on
+    such a grid (a model dequantized from a Q4_1 GGUF, block 32) are recovered exactly.
+    """
+    w = w.detach().float()
+    n, k = w.shape
+    wg = pad_k(w, block_size).reshape(n, -1, block_size)
+    wmin, wmax = wg.amin(-1), wg.amax(-1)
+    qmax = 2**bits - 1
+    scale = ((wmax - wmin) / qmax).clamp(min=1e-10)
+    zero = -wmin / scale
+    codes = torch.clamp(torch.round(wg / scale[..., None] + zero[..., None]), 0, qmax).to(torch.uint8).numpy()
+    b = _pack_nibbles(codes) if bits == 4 else codes
+    return NBitsWeight(
+        np.ascontiguousarray(b), scale.numpy().reshape(-1).astype(np.float32), zero.numpy().reshape(-1).astype(np.float32),
+        n, k, bits, block_size,
+    )  # fmt: skip
+
+
 def unpack_nbits(p: NBitsWeight) -> torch.Tensor:
     """Dequantized W[N, K] float32 from packed MatMulNBits initializers (the exact inverse used in tests)."""
     n_blocks = p.b.shape[1]
@@ -99,6 +120,10 @@ def unpack_nbits(p: NBitsWeight) -> torch.Tensor:
     codes = u.reshape(p.n, n_blocks * p.block_size).astype(np.int16) - off
     scale = torch.from_numpy(p.scales.reshape(p.n, n_blocks).copy())
     zero = None
+    if p.zero_points is not None and p.zero_points.dtype == np.float32:  # float zero points are not shifted
+        zf = torch.from_numpy(p.zero_points.reshape(p.n, n_blocks).copy())
+        return ((torch.from_numpy(codes + off).float().reshape(p.n, n_blocks, -1) - zf[..., None]) * scale[..., None]
+                ).reshape(p.n, -1)[:, : p.k]  # fmt: skip
     if p.zero_points is not None:
         zu = p.zero_points.reshape(p.n, -1)
         zu = unpack_nibbles(zu, n_blocks) if p.bits == 4 else zu

@@ -16,7 +16,7 @@ from ..quant.base import get_qparams
 from ..quant.math import QParams
 from ..steps import StepContext
 from .graph import EMBED
-from .packing import NBitsWeight, pack_nbits, rtn_qparams
+from .packing import NBitsWeight, pack_nbits, pack_nbits_float_zero, rtn_qparams
 
 NBITS_BLOCKS = (16, 32, 64, 128, 256)
 
@@ -61,12 +61,16 @@ class WeightPlan:
             return pack_nbits(w, step_qp)
         if any(get_qparams(m) for m in sources):
             self._note(name, {"note": "earlier step's grid does not fit MatMulNBits; re-rounded (RTN)"})
-        self._note(name, {"bits": 4, "block_size": cfg.block_size, "symmetric": cfg.symmetric, "grid": "rtn",
+        float_zero = cfg.zero_point == "float" and not cfg.symmetric
+        self._note(name, {"bits": 4, "block_size": cfg.block_size, "symmetric": cfg.symmetric,
+                          "grid": "minmax-float-zero" if float_zero else "rtn",
                           "padded_k": w.shape[1] % cfg.block_size != 0})  # fmt: skip
+        if float_zero:
+            return pack_nbits_float_zero(w, 4, cfg.block_size)
         return pack_nbits(w, rtn_qparams(w, 4, cfg.block_size, cfg.symmetric))
 
     def _embedding(self, w: torch.Tensor) -> NBitsWeight | None:
-        """int4 GatherBlockQuantized table; its blocks must divide the hidden size (576 = 64 x 9 takes 64, not 128)."""
+        """GatherBlockQuantized table (4 or 8 bits); its blocks must divide the hidden size (576 = 64 x 9: 64, not 128)."""
         cfg = self.cfg
         if cfg.weights == "float":
             return None
@@ -77,9 +81,10 @@ class WeightPlan:
         if block is None:
             self._skip(EMBED, f"no block size <= {cfg.block_size} divides the hidden size {w.shape[1]}")
             return None
-        self._note(EMBED, {"bits": 4, "block_size": block, "symmetric": cfg.symmetric, "grid": "rtn",
+        bits = cfg.embedding_bits
+        self._note(EMBED, {"bits": bits, "block_size": block, "symmetric": cfg.symmetric, "grid": "rtn",
                            "op": "GatherBlockQuantized"})  # fmt: skip
-        return pack_nbits(w, rtn_qparams(w, 4, block, cfg.symmetric))
+        return pack_nbits(w, rtn_qparams(w, bits, block, cfg.symmetric))
 
     def _note(self, name: str, rec: dict) -> None:
         self.decisions.setdefault(name, {}).update(rec)

@@ -143,6 +143,16 @@ class KVCache:
         return self._nbytes
 
 
+def _max_positions(model_dir: Path) -> int | None:
+    """The rotary cache length the graph was built with (config.json next to it), if known."""
+    import json
+
+    cfg = model_dir / "config.json"
+    if not cfg.is_file():
+        return None
+    return json.loads(cfg.read_text()).get("max_position_embeddings")
+
+
 class OrtRunner:
     """Runner (slimserve.bench.runner protocol) for a fused decoder graph on ONNX Runtime."""
 
@@ -158,6 +168,7 @@ class OrtRunner:
                 hint="Build it with `export: {format: onnx, graph: fused}`, or run it with optimum's ORTModelForCausalLM",
             )
         self.vocab_size = self.info.vocab
+        self.max_positions = _max_positions(self.path.parent)
         self._cache: KVCache | None = None
 
     # --- helpers -----------------------------------------------------------------------------------------------------
@@ -199,6 +210,12 @@ class OrtRunner:
 
         ids = np.ascontiguousarray(input_ids.cpu().numpy().astype(np.int64))
         b, t = ids.shape
+        if max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be at least 1")
+        if self.max_positions and t + max_new_tokens > self.max_positions:
+            raise UserError(
+                f"prompt ({t}) + max_new_tokens ({max_new_tokens}) exceeds the model's {self.max_positions} positions"
+            )
         rng = np.random.default_rng(seed)
         binding, logits, ones = self._prepare(b, t + max_new_tokens)
         ptr = ones.ctypes.data

@@ -28,18 +28,24 @@ class OnnxWeightsConfig(StepConfig):
     weights: Literal["float", "int8", "int4"] = "float"
     block_size: Literal[16, 32, 64, 128, 256] = 32
     symmetric: bool = False
+    # Asymmetric zero point: "int" (a code, like GPTQ/compressed-tensors) or "float" (llama.cpp Q4_1's min offset;
+    # exact for weights already on a Q4_1 grid). The embedding table always uses an int zero point.
+    zero_point: Literal["int", "float"] = "int"
     accuracy_level: Literal[0, 1, 2, 3, 4] = 4
     # The tied lm_head is untied into its own initializer so int4 covers it too; false keeps it float.
     quantize_lm_head: bool = True
     # int4 only: the embedding table as GatherBlockQuantized (a tied model then stores the int4 table twice,
     # still ~7x smaller than one float32 copy).
     quantize_embedding: bool = True
+    # Bits of the quantized embedding table (int zero point only, so 8 keeps it near-lossless beside float-zero int4).
+    embedding_bits: Literal[4, 8] = 4
     # Reuse the grid (codes) of an earlier quantize step when MatMulNBits can hold it.
     use_step_qparams: bool = True
 
     def _wsummary(self) -> str:
         if self.weights == "int4":
-            return f"int4 b{self.block_size} {'sym' if self.symmetric else 'asym'} acc{self.accuracy_level}"
+            kind = "sym" if self.symmetric else ("asym-fzp" if self.zero_point == "float" else "asym")
+            return f"int4 b{self.block_size} {kind} acc{self.accuracy_level}"
         return self.weights
 
 

@@ -78,6 +78,15 @@ class OnnxCUDA(_OrtTarget):
     provider = "CUDAExecutionProvider"
     description = "ONNX Runtime CUDAExecutionProvider (needs onnxruntime-gpu and a CUDA device)"
 
+    def supports(self, manifest: dict[str, Any]) -> str | None:
+        why = super().supports(manifest)
+        if why is None:  # every fused graph slimserve writes today keeps float32 activations
+            why = (
+                "the fused graph is float32 and ONNX Runtime's CUDA GroupQueryAttention runs float16/bfloat16 only "
+                "(a float16 export is not implemented yet); use onnx-cpu"
+            )
+        return why
+
 
 @TARGETS.register("neuron-static")
 class NeuronStatic(Target):
