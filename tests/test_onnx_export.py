@@ -9,7 +9,7 @@ pytest.importorskip("onnxruntime")
 
 from slimserve.errors import UserError  # noqa: E402
 from slimserve.onnx.export import export_fused  # noqa: E402
-from slimserve.onnx.graph import float_plan, rtn_plan  # noqa: E402
+from slimserve.onnx.graph import float_plan  # noqa: E402
 from slimserve.onnx.packing import unpack_nbits  # noqa: E402
 from slimserve.onnx.runtime import OrtRunner  # noqa: E402
 from slimserve.steps import StepContext  # noqa: E402
@@ -60,12 +60,23 @@ def test_generate_stops_at_eos_and_samples(fp32_runner):
     assert torch.equal(a, b) and a.shape == (1, 12)
 
 
-def test_int4_graph_equals_dequantized_model(model, tmp_path):
-    """With float accuracy (level 0), the int4 graph computes the model whose weights are the unpacked codes."""
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"block_size": 32},  # int zero points, int4 everywhere incl. GatherBlockQuantized embedding
+        {"block_size": 32, "zero_point": "float", "lm_head_bits": 8, "embedding_bits": 8},  # Q4_1-file numerics
+        {"block_size": 128, "symmetric": True},  # 64-wide inputs: padded last block; embedding falls back to 64
+    ],
+)
+def test_int4_graph_equals_dequantized_model(model, tmp_path, settings):
+    """With float accuracy (level 0), the quantized graph computes the model whose weights are the unpacked codes."""
     import onnx
 
+    from slimserve.onnx.quantize import WeightPlan
+    from slimserve.onnx.steps import OnnxExportConfig
+
     packed = {}
-    plan = rtn_plan(4, 32, False)
+    plan = WeightPlan(OnnxExportConfig(weights="int4", accuracy_level=0, **settings))
 
     def recording_plan(name, w, sources):
         packed[name] = plan(name, w, sources)
@@ -74,6 +85,8 @@ def test_int4_graph_equals_dequantized_model(model, tmp_path):
     path = export_fused(model, tmp_path, recording_plan, accuracy_level=0)
     ops = [n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node]
     assert ops.count("MatMulNBits") == 4 * 2 + 1 and "MatMul" not in ops  # 4 per layer + the untied lm_head
+    assert ops.count("GatherBlockQuantized") == 1
+    assert packed["lm_head"].bits == settings.get("lm_head_bits", 4)
     deq = tiny_model()
     with torch.no_grad():
         for i, layer in enumerate(deq.model.layers):
@@ -87,6 +100,7 @@ def test_int4_graph_equals_dequantized_model(model, tmp_path):
             m.gate_proj.weight.copy_(g), m.up_proj.weight.copy_(u)
             m.down_proj.weight.copy_(unpack_nbits(packed[f"model.layers.{i}.mlp.down_proj"]))
         deq.lm_head.weight = torch.nn.Parameter(unpack_nbits(packed["lm_head"]))  # untied, like the graph
+        deq.model.embed_tokens.weight = torch.nn.Parameter(unpack_nbits(packed["model.embed_tokens"]))
         ids = torch.randint(0, 256, (1, 20), generator=torch.Generator().manual_seed(0))
         ref = deq(ids).logits
     out = OrtRunner(path, None, threads=1).logits(ids)

@@ -46,7 +46,7 @@ def to_markdown(records: list[BenchRecord], config: dict[str, Any]) -> str:
         lines.append(f"- decode loop timed: {', '.join(loops)}")
     lines.append("- values are median ± sample stdev over n timed iterations after warm-up")
     lines.append(
-        "- peak MB: whole-process peak RSS on CPU (includes the Python/torch runtime), max allocated on CUDA; "
+        "- peak MiB: whole-process peak RSS on CPU (includes the Python/torch runtime), max allocated on CUDA; "
         "decode and ITL at batch 1 over the decode scenario's new tokens"
     )
     lines.append("")
@@ -61,7 +61,7 @@ def to_markdown(records: list[BenchRecord], config: dict[str, Any]) -> str:
             + [f"prefill@{n} tok/s" for n in lens]
             + ["decode tok/s", "ITL p50 ms", "ITL p99 ms"]
             + [f"batch {b} tok/s (p99 ITL ms)" for b in batches]
-            + ["peak MB", "size MB"]
+            + ["peak MiB", "size MiB"]
         )
         lines += ["## Speed", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in speed:

@@ -125,26 +125,36 @@ def history(cat: Any, variant: str | None = None, target: str | None = None) -> 
 
 
 def latest_records(cat: Any, target: str | None = None, *, current_only: bool = True) -> list[BenchRecord]:
-    """The newest record per (variant, target). current_only drops records of variants rebuilt since they were
-    measured; records of variants no longer in the catalog are kept (callers report them)."""
+    """The newest record per (variant, target). A run with --no-quality or --no-speed leaves parts out; those are
+    filled from the newest earlier record of the same variant, target and build that has them (with a note naming
+    the run). current_only drops records of variants rebuilt since they were measured; records of variants no longer
+    in the catalog are kept (callers report them)."""
     ensure(cat)
-    sql = (
-        "SELECT r.record, r.variant, r.variant_build FROM bench_results r WHERE r.rowid = ("
-        " SELECT r2.rowid FROM bench_results r2 WHERE r2.variant = r.variant AND r2.target = r.target"
-        " ORDER BY r2.created DESC, r2.rowid DESC LIMIT 1)"
-    )
-    args: list[Any] = []
+    sql, args = "SELECT record, variant, target, variant_build FROM bench_results", []
     if target is not None:
-        sql, args = sql + " AND r.target = ?", [target]
+        sql, args = sql + " WHERE target = ?", [target]
     with cat.connect() as con:
-        rows = con.execute(sql + " ORDER BY r.variant, r.target", args).fetchall()
+        rows = con.execute(sql + " ORDER BY created DESC, rowid DESC", args).fetchall()
     builds = _current_builds(cat) if current_only else {}
-    out = []
-    for rec, variant, build in rows:
+    newest: dict[tuple[str, str], tuple[BenchRecord, str | None]] = {}
+    for rec_json, variant, tgt, build in rows:
         if current_only and variant in builds and build is not None and builds[variant] != build:
             continue
-        out.append(record_from_json(rec))
-    return out
+        key = (variant, tgt)
+        if key not in newest:
+            newest[key] = (record_from_json(rec_json), build)
+            continue
+        rec, first_build = newest[key]
+        if build != first_build:
+            continue
+        older = record_from_json(rec_json)
+        if rec.quality is None and older.quality is not None:
+            rec.quality = older.quality
+            rec.notes.append(f"quality from run {older.run_id} ({older.created})")
+        if rec.speed is None and older.speed is not None:
+            rec.speed, rec.cost = older.speed, older.cost
+            rec.notes.append(f"speed and cost from run {older.run_id} ({older.created})")
+    return [newest[k][0] for k in sorted(newest)]
 
 
 def summary_columns(cat: Any) -> dict[str, dict[str, Any]]:

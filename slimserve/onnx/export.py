@@ -24,6 +24,7 @@ def save_model(model_proto, out_dir: Path, name: str = MODEL_FILE, data: str | N
 
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / name
+    (out_dir / (data or name + "_data")).unlink(missing_ok=True)  # onnx appends to an existing data file
     onnx.save(
         model_proto,
         str(path),

@@ -61,6 +61,9 @@ class WeightPlan:
             return pack_nbits(w, step_qp)
         if any(get_qparams(m) for m in sources):
             self._note(name, {"note": "earlier step's grid does not fit MatMulNBits; re-rounded (RTN)"})
+        if name == "lm_head" and cfg.lm_head_bits == 8:  # symmetric absmax/127 blocks = llama.cpp's Q8_0 grid
+            self._note(name, {"bits": 8, "block_size": cfg.block_size, "symmetric": True, "grid": "rtn"})
+            return pack_nbits(w, rtn_qparams(w, 8, cfg.block_size, True))
         float_zero = cfg.zero_point == "float" and not cfg.symmetric
         self._note(name, {"bits": 4, "block_size": cfg.block_size, "symmetric": cfg.symmetric,
                           "grid": "minmax-float-zero" if float_zero else "rtn",
@@ -82,9 +85,10 @@ class WeightPlan:
             self._skip(EMBED, f"no block size <= {cfg.block_size} divides the hidden size {w.shape[1]}")
             return None
         bits = cfg.embedding_bits
-        self._note(EMBED, {"bits": bits, "block_size": block, "symmetric": cfg.symmetric, "grid": "rtn",
+        sym = cfg.symmetric or bits == 8  # 8 bits: symmetric absmax/127 (llama.cpp's Q8_0 grid)
+        self._note(EMBED, {"bits": bits, "block_size": block, "symmetric": sym, "grid": "rtn",
                            "op": "GatherBlockQuantized"})  # fmt: skip
-        return pack_nbits(w, rtn_qparams(w, bits, block, cfg.symmetric))
+        return pack_nbits(w, rtn_qparams(w, bits, block, sym))
 
     def _note(self, name: str, rec: dict) -> None:
         self.decisions.setdefault(name, {}).update(rec)

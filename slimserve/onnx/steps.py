@@ -37,6 +37,8 @@ class OnnxWeightsConfig(StepConfig):
     # int4 only: the embedding table as GatherBlockQuantized (a tied model then stores the int4 table twice,
     # still ~7x smaller than one float32 copy).
     quantize_embedding: bool = True
+    # Bits of the (untied) lm_head; 8 = symmetric blocks, like the Q8_0 output tensor of llama.cpp's Q4 files.
+    lm_head_bits: Literal[4, 8] = 4
     # Bits of the quantized embedding table (int zero point only, so 8 keeps it near-lossless beside float-zero int4).
     embedding_bits: Literal[4, 8] = 4
     # Reuse the grid (codes) of an earlier quantize step when MatMulNBits can hold it.
