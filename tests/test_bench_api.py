@@ -44,7 +44,7 @@ def test_bench_stores_and_reports_every_variant(tiny_catalog, capsys):
     ref, noisy = by["tiny-fp32"], by["tiny-noisy"]
     for r in recs:
         s = r.speed
-        assert s.loop == "torch-static-kv" and s.ttft_s.p50 > 0 and s.prefill_tok_s[16].p50 > 0
+        assert s.loop == "torch-dynamic-kv" and s.ttft_s.p50 > 0 and s.prefill_tok_s[16].p50 > 0
         assert s.decode_tok_s.p50 > 0 and s.itl_ms.p99 >= s.itl_ms.p50 > 0 and s.peak_mem_mb > 0 and s.size_mb > 0
         assert set(s.batch_tok_s) == {1, 2}
         assert r.cost.usd_per_1m_output > 0 and r.cost.slo_ms == 100.0 and r.cost.price_per_hour > 0
@@ -60,7 +60,7 @@ def test_bench_stores_and_reports_every_variant(tiny_catalog, capsys):
     reports = sorted((root.parent / "reports").iterdir())
     assert [p.suffix for p in reports] == [".json", ".md"]
     md = reports[1].read_text()
-    assert "torch-static-kv" in md and "$/1M output" in md and "tiny-noisy" in md
+    assert "torch-dynamic-kv" in md and "$/1M output" in md and "tiny-noisy" in md
 
 
 def test_one_variant_no_quality(tiny_catalog):

@@ -49,7 +49,7 @@ def windows_of(n_tokens: int, cfg: QualityConfig, *, source: str) -> list[tuple[
         raise UserError(
             f"{source} has {n_tokens} tokens, fewer than one evaluation window of {cfg.ctx + 1}",
             file=source,
-            hint="use a longer text (--eval-text) or a smaller window",
+            hint="use a longer text (--eval-text)",
         )
     count = min(cfg.windows, (n_tokens - cfg.ctx) // cfg.stride + 1)
     return [(k * cfg.stride, 1 if k == 0 else cfg.ctx - cfg.stride) for k in range(count)]

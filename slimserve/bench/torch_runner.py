@@ -1,8 +1,10 @@
-"""A lean PyTorch greedy decode loop: one model forward per token into a pre-allocated static KV cache.
+"""A lean PyTorch greedy decode loop: prefill once, then one model.forward per token (logits_to_keep=1).
 
-Hugging Face generate() spends much of each step in logits processors, stopping criteria and cache bookkeeping; for a
-135M model that overhead dominates the step. This loop calls model.forward directly (prefill once, then one token at a
-time with logits_to_keep=1), so what the benchmark times is the model plus the cache, the way slimserve would serve.
+Three loops, chosen per target: "dynamic-kv" (default: forward + DynamicCache, no generate() machinery),
+"static-kv" (forward + transformers' pre-allocated StaticCache) and "generate" (Hugging Face generate(), timed
+through a logits-processor hook, for comparison). Measured interleaved on SmolLM2-135M, CPU, 1 thread, 32 tokens
+x 5 rounds: dynamic-kv 152 ms/token, generate() 171, static-kv 183. In eager mode the static cache attends over
+its whole pre-allocated length every step; its gains need torch.compile/CUDA graphs, which this loop does not use.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ LOOPS = ("static-kv", "dynamic-kv", "generate")
 
 
 class TorchRunner:
-    """Runner for a PyTorch causal LM. loop: "static-kv" (default, timed), "dynamic-kv" or "generate" (for comparison)."""
+    """Runner for a PyTorch causal LM. loop: "dynamic-kv" (default), "static-kv" or "generate" (see module doc)."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, device: str = "cpu", loop: str = "static-kv"):
+    def __init__(self, model: Any, tokenizer: Any, *, device: str = "cpu", loop: str = "dynamic-kv"):
         if loop not in LOOPS:
             raise ValueError(f"loop must be one of {LOOPS}")
         self.model, self.tokenizer, self.device, self._loop = model, tokenizer, device, loop

@@ -50,7 +50,7 @@ def register(sub) -> None:
     p.add_argument("--prompt-lens", type=_ints, default=None, help="prefill prompt lengths, e.g. 128,512 (default)")
     p.add_argument("--no-speed", dest="speed", action="store_false", help="skip the speed scenarios (and cost)")
     p.add_argument("--no-quality", dest="quality", action="store_false", help="skip the quality scenarios")
-    p.add_argument("--loop", default=None, help="PyTorch decode loop: static-kv (default), dynamic-kv, generate")
+    p.add_argument("--loop", default=None, help="PyTorch decode loop: dynamic-kv (default), static-kv, generate")
     p.add_argument("--out", default=None, help="report folder (default: <catalog>/bench)")
     p.add_argument("--json", action="store_true", help="print the records as JSON")
     p.add_argument("--list-targets", action="store_true", help="list targets and whether they run here")

@@ -130,9 +130,3 @@ def unpack_nbits(p: NBitsWeight) -> torch.Tensor:
         zero = torch.from_numpy(zu.astype(np.int16) - off).float()
     qp = QParams(scale, zero, p.bits, p.block_size)
     return dequantize(torch.from_numpy(codes.astype(np.int8)), qp)[:, : p.k]
-
-
-def grid_matches(w: torch.Tensor, qp: QParams) -> bool:
-    """True if W already lies on qp's grid (an earlier quantize step's fake-quantized weight)."""
-    wp = pad_k(w.float(), qp.group_size or w.shape[1])
-    return bool(torch.allclose(dequantize(quantize(wp, qp), qp), wp, rtol=0, atol=1e-6))
