@@ -33,6 +33,7 @@ MS = "com.microsoft"
 LOGITS_RANGE = "logits_range"
 ALL_POSITIONS = 2**62
 EMBED = "model.embed_tokens"
+_TIED = object()  # plan result: reuse the float embedding table for a tied lm_head
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,9 @@ def _np(t: torch.Tensor) -> np.ndarray:
 def _linear(g: _G, x: str, name: str, w: torch.Tensor, sources: list, plan: WeightFn, accuracy_level: int) -> str:
     """x @ W.T as MatMul (float) or MatMulNBits (packed), chosen by the plan."""
     packed = plan(name, w.detach(), sources)
+    if packed is _TIED:  # tied and both float: one table on disk, transposed once at load (ORT folds it)
+        wt = g.op1("Transpose", [f"{EMBED}.weight"], name=f"{name}/Transpose", perm=[1, 0])
+        return g.op1("MatMul", [x, wt], name=f"{name}/MatMul")
     if packed is None:
         return g.op1("MatMul", [x, g.init(f"{name}.weight", _np(w).T)], name=f"{name}/MatMul")
     ins = [x, g.init(f"{name}.qweight", packed.b), g.init(f"{name}.scales", packed.scales)]
@@ -277,9 +281,17 @@ def build_decoder(
     g.init(LOGITS_RANGE, np.array([0, ALL_POSITIONS], np.int64))
     start, end = g.op("Split", [LOGITS_RANGE, g.const([1, 1])], 2, name="keep/Split", axis=0)
     x = g.op1("Slice", [x, start, end, g.const([1])], name="keep/Slice")
-    # The lm_head gets its own initializer (untied) so MatMulNBits covers it like any other projection.
     head = model.get_output_embeddings()
-    logits = _linear(g, x, "lm_head", head.weight, [head], plan, accuracy_level)
+    float_embed = f"{EMBED}.weight" in {t.name for t in g.inits}
+    # a plan may ask for an untied float lm_head (e.g. for ORT's int8 quantizer, which needs a constant B)
+    tied = head.weight is m.embed_tokens.weight and float_embed and getattr(plan, "keep_tied", True)
+
+    def head_plan(name: str, w: torch.Tensor, sources: list) -> NBitsWeight | None:
+        packed = plan(name, w, sources)
+        return _TIED if packed is None and tied else packed
+
+    # untied into its own initializer, so MatMulNBits covers it like any other projection
+    logits = _linear(g, x, "lm_head", head.weight, [head], head_plan, accuracy_level)
     g.nodes.append(helper.make_node("Identity", [logits], ["logits"], name="logits"))
 
     graph = helper.make_graph(g.nodes, "slimserve_decoder", inputs, outputs, initializer=g.inits)

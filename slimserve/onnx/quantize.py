@@ -42,6 +42,8 @@ class WeightPlan:
     def __init__(self, cfg, ctx: StepContext | None = None):
         self.cfg, self.ctx = cfg, ctx
         self.decisions: dict[str, dict] = {}
+        # a float lm_head tied to a float embedding shares its table, unless int8 must quantize it
+        self.keep_tied = cfg.weights == "float" or not cfg.quantize_lm_head
 
     def __call__(self, name: str, w: torch.Tensor, sources: list) -> NBitsWeight | None:
         cfg = self.cfg
