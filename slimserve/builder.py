@@ -49,7 +49,12 @@ def build(
             hint="Use --force to rebuild them, or pick other names",
         )
     base = resolve_base(r.base, file=recipe_file)
-    recipe_info = {"name": r.name, "file": recipe_file, "hash": r.content_hash(), "file_sha256": sha256_file(Path(recipe_file))}
+    recipe_info = {
+        "name": r.name,
+        "file": recipe_file,
+        "hash": r.content_hash(),
+        "file_sha256": sha256_file(Path(recipe_file)),
+    }
     rows = []
     for i, v in enumerate(chosen, 1):
         console.print(f"[bold]\\[{i}/{len(chosen)}][/bold] building {v.name} ({v.tier})")
@@ -76,7 +81,9 @@ def load_base_model(base: ResolvedBase, trust_remote_code: bool = False):
     import torch
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32, trust_remote_code=trust_remote_code).eval()
+    return AutoModelForCausalLM.from_pretrained(
+        base.path, dtype=torch.float32, trust_remote_code=trust_remote_code
+    ).eval()
 
 
 def count_params(model) -> int:
@@ -103,7 +110,9 @@ def _build_variant(cat: Catalog, r: Recipe, v, base: ResolvedBase, recipe_info: 
         for j, (kind, cfg) in enumerate(steps_of(v)):
             method = getattr(cfg, DISCRIMINATOR[kind])
             idx = r.variants.index(v)
-            ctx = ctx or StepContext(base_dir=base.path, work_dir=tmp, tokenizer=tokenizer, field="", recipe_file=recipe_file)
+            ctx = ctx or StepContext(
+                base_dir=base.path, work_dir=tmp, tokenizer=tokenizer, field="", recipe_file=recipe_file
+            )
             ctx.field = f"variants[{idx}].steps[{j}].{kind}"
             ctx.records = {}
             spec = STEPS[kind].get(method, field=ctx.field, file=recipe_file)
@@ -121,12 +130,16 @@ def _build_variant(cat: Catalog, r: Recipe, v, base: ResolvedBase, recipe_info: 
                     "records": ctx.records,
                 }
             )
-        ctx = ctx or StepContext(base_dir=base.path, work_dir=tmp, tokenizer=tokenizer, field="", recipe_file=recipe_file)
+        ctx = ctx or StepContext(
+            base_dir=base.path, work_dir=tmp, tokenizer=tokenizer, field="", recipe_file=recipe_file
+        )
         by_reason: dict[str, list[str]] = {}
         for layer, why in ctx.skipped.items():
             by_reason.setdefault(why, []).append(layer)
         for why, layers in by_reason.items():
-            console.print(f"  skipped {len(layers)} layer(s) ({why}): {', '.join(layers[:4])}{' ...' if len(layers) > 4 else ''}")
+            console.print(
+                f"  skipped {len(layers)} layer(s) ({why}): {', '.join(layers[:4])}{' ...' if len(layers) > 4 else ''}"
+            )
         params = count_params(model)
         extra = WRITERS.get(ctx.artifact_format)(model, tmp, ctx)
         if not (tmp / "tokenizer_config.json").is_file():
@@ -167,6 +180,15 @@ def _build_variant(cat: Catalog, r: Recipe, v, base: ResolvedBase, recipe_info: 
 
 def _config_summary(model) -> dict:
     c = model.config
-    keys = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-            "intermediate_size", "vocab_size", "max_position_embeddings", "tie_word_embeddings")
+    keys = (
+        "model_type",
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "intermediate_size",
+        "vocab_size",
+        "max_position_embeddings",
+        "tie_word_embeddings",
+    )
     return {k: getattr(c, k, None) for k in keys}

@@ -119,7 +119,9 @@ class Catalog:
         with self.connect() as con:
             r = con.execute("SELECT * FROM variants WHERE name = ?", (name,)).fetchone()
         if r is None:
-            raise UserError(f"no variant '{name}' in catalog '{self.root}'", allowed=self.names() or "(catalog is empty)")
+            raise UserError(
+                f"no variant '{name}' in catalog '{self.root}'", allowed=self.names() or "(catalog is empty)"
+            )
         return self._row(r)
 
     def exists(self, name: str) -> bool:
@@ -151,7 +153,9 @@ class Catalog:
         old = None
         if final.exists():
             if not force:
-                raise UserError(f"variant '{name}' already exists in catalog '{self.root}'", hint="Use --force to replace it")
+                raise UserError(
+                    f"variant '{name}' already exists in catalog '{self.root}'", hint="Use --force to replace it"
+                )
             old = staged.with_name(staged.name + ".old")
             os.replace(final, old)
         try:

@@ -43,4 +43,6 @@ class DependencyError(UserError):
 
     def __init__(self, package: str, purpose: str, install: str | None = None):
         cmd = install or f"pip install {package}"
-        super().__init__(f"{purpose} needs the package '{package}', which is not installed", hint=f"Install it with: {cmd}")
+        super().__init__(
+            f"{purpose} needs the package '{package}', which is not installed", hint=f"Install it with: {cmd}"
+        )

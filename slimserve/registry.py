@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 from .errors import UserError
 
@@ -30,7 +31,9 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
-            raise UserError(f"unknown {self.kind} '{name}'", field=field, file=file, allowed=sorted(self._items)) from None
+            raise UserError(
+                f"unknown {self.kind} '{name}'", field=field, file=file, allowed=sorted(self._items)
+            ) from None
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -8,9 +8,10 @@ Heavy dependencies are imported inside ``apply``, never at module import.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -39,7 +40,7 @@ class StepSpec:
     kind: str
     method: str
     config: type[StepConfig]
-    apply: Callable[[Any, StepConfig, "StepContext"], Any]
+    apply: Callable[[Any, StepConfig, StepContext], Any]
 
 
 STEPS: dict[str, Registry[StepSpec]] = {k: Registry(f"{k} method") for k in STEP_KINDS}

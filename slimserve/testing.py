@@ -33,7 +33,10 @@ def tiny_tokenizer(vocab_size: int = 320):
     )
     tok.train_from_iterator([text[i : i + 2000] for i in range(0, len(text), 2000)], trainer)
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<|im_start|>", eos_token="<|im_end|>", unk_token="<|endoftext|>",
+        tokenizer_object=tok,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        unk_token="<|endoftext|>",
         pad_token="<|im_end|>",
     )
 

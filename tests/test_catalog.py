@@ -4,8 +4,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import textwrap
+import time
 
 import pytest
 
@@ -57,9 +57,18 @@ def test_two_concurrent_builds_both_land(tiny_llama_dir, tmp_path):
     cat_dir = tmp_path / "cat"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "slimserve", "build", str(_recipe(tmp_path, tiny_llama_dir, n, file=f"{n}.yaml")),
-             "--catalog", str(cat_dir)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "slimserve",
+                "build",
+                str(_recipe(tmp_path, tiny_llama_dir, n, file=f"{n}.yaml")),
+                "--catalog",
+                str(cat_dir),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for n in ("p1", "p2")
     ]

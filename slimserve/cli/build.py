@@ -18,7 +18,9 @@ def register(sub) -> None:
     )
     p.add_argument("recipe", help="recipe YAML file")
     catalog_arg(p)
-    p.add_argument("--variant", dest="variants", action="append", metavar="NAME", help="build only this variant (repeatable)")
+    p.add_argument(
+        "--variant", dest="variants", action="append", metavar="NAME", help="build only this variant (repeatable)"
+    )
     p.add_argument("--force", action="store_true", help="replace variants that already exist")
     p.add_argument("--base", default=None, metavar="SOURCE", help="use this model instead of the recipe's base.source")
     p.set_defaults(func=run)

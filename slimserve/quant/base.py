@@ -9,7 +9,7 @@ with ``attach_qparams``. The compressed-tensors writer re-derives the integer co
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import nn
