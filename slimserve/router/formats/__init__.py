@@ -6,15 +6,13 @@ def render(ctx: ExportContext) -> str: ...
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 
 from ...errors import UserError
 from ...registry import Registry
+from ...util import atomic_write_text as write_atomic  # noqa: F401  (re-exported)
 from ..targets import RoutingTarget
 from ..tiers import Assignment
 
@@ -71,28 +69,6 @@ def per_token_str(usd_per_1m: float) -> str:
 
 def per_token_float(usd_per_1m: float) -> float:
     return float(per_token(usd_per_1m))
-
-
-def write_atomic(path: str | Path, text: str) -> Path:
-    """Write text to path via a temp file in the same folder and os.replace (readers never see half a file)."""
-    p = Path(path)
-    if not p.parent.is_dir():
-        raise UserError(
-            f"folder {p.parent} does not exist", field="output", hint="create it first or pick another path"
-        )
-    if p.is_dir():
-        raise UserError(f"{p} is a folder, not a file path", field="output")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
 
 
 def load_all() -> None:
