@@ -38,7 +38,25 @@ def _ct(path: Path, manifest: dict, device: str):
     from transformers import CompressedTensorsConfig
 
     # Unpack to dense weights at load: PyTorch CPU has no int4 kernel faster than fp32 here.
-    return _hf(path, manifest, device, quantization_config=CompressedTensorsConfig(run_compressed=False))
+    model, tok = _hf(path, manifest, device, quantization_config=CompressedTensorsConfig(run_compressed=False))
+    return drop_qdq_wrappers(model), tok
+
+
+def drop_qdq_wrappers(model):
+    """Give decompressed Linear layers back their plain forward.
+
+    compressed-tensors wraps every quantized layer's forward for on-the-fly quantize-dequantize. Once weights are
+    decompressed the wrapper computes nothing (weights are not re-quantized, activations are not quantized in a
+    weight-only scheme) but costs ~35 us per call here, about 7 ms per SmolLM2 token over 210 layers.
+    """
+    for module in model.modules():
+        scheme = getattr(module, "quantization_scheme", None)
+        status = getattr(module, "quantization_status", None)
+        if scheme is None or "forward" not in vars(module) or getattr(status, "value", status) != "decompressed":
+            continue
+        if scheme.input_activations is None and scheme.output_activations is None:
+            del module.forward
+    return model
 
 
 def _bnb(path: Path, manifest: dict, device: str):

@@ -15,7 +15,9 @@ from slimserve.errors import UserError
 
 from .bench_helpers import long_text, make_catalog
 
-QUICK = dict(threads=1, limit=1, iters=1, min_seconds=0, new_tokens=4, prompt_lens=[16], batches=[1, 2], json=True)
+QUICK = dict(
+    threads=1, limit=1, rounds=1, iters=1, min_seconds=0, new_tokens=4, prompt_lens=[16], batches=[1, 2], json=True
+)
 
 
 @pytest.fixture(scope="module")
@@ -90,11 +92,13 @@ def test_mc_from_jsonl(tiny_catalog, tmp_path):
         (dict(hardware="my-box"), "no price for hardware"),
         (dict(limit=0), "--limit"),
         (dict(loop="fastest"), "unknown decode loop"),
+        (dict(rounds=0), "--rounds: input should be greater than or equal to 1"),
+        (dict(iters=0), "--iters: "),
     ],
 )
 def test_bad_input_fails_before_measuring_and_stores_nothing(fresh_catalog, kwargs, match, monkeypatch):
     root, text = fresh_catalog
-    monkeypatch.setattr(bench_api, "run_speed", lambda *a, **k: pytest.fail("measured despite bad input"))
+    monkeypatch.setattr(bench_api, "run_round", lambda *a, **k: pytest.fail("measured despite bad input"))
     kw = {**QUICK, "eval_text": text, **kwargs}
     variants = kw.pop("variants", None)
     with pytest.raises(UserError, match=match):
@@ -106,7 +110,7 @@ def test_too_short_eval_text(fresh_catalog, tmp_path, monkeypatch):
     root, _ = fresh_catalog
     short = tmp_path / "short.txt"
     short.write_text("Too short for one window.")
-    monkeypatch.setattr(bench_api, "run_speed", lambda *a, **k: pytest.fail("measured despite bad input"))
+    monkeypatch.setattr(bench_api, "run_round", lambda *a, **k: pytest.fail("measured despite bad input"))
     with pytest.raises(UserError, match="short.txt"):
         bench(catalog=root, eval_text=short, **QUICK)
     assert history(Catalog.open(root)) == []
@@ -134,7 +138,7 @@ def test_unsupported_artifact_is_an_error_when_named(fresh_catalog):
 
 def test_ctrl_c_stores_nothing(fresh_catalog, monkeypatch):
     root, text = fresh_catalog
-    real = bench_api.run_speed
+    real = bench_api.run_round
     calls = []
 
     def interrupt_second(*a, **k):
@@ -143,7 +147,7 @@ def test_ctrl_c_stores_nothing(fresh_catalog, monkeypatch):
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(bench_api, "run_speed", interrupt_second)
+    monkeypatch.setattr(bench_api, "run_round", interrupt_second)
     with pytest.raises(KeyboardInterrupt):
         bench(catalog=root, eval_text=text, **QUICK)
     assert history(Catalog.open(root)) == [] and not (root / "bench").exists()

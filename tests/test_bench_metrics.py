@@ -87,7 +87,14 @@ def test_latency_stats_and_scaling():
     assert (s.count, s.mean, s.min, s.max) == (8, 5.0, 2.0, 9.0)
     assert s.stdev == pytest.approx(math.sqrt(32 / 7))  # sample stdev, n - 1
     assert s.p50 == pytest.approx(4.5)
+    # sorted 2 4 4 4 5 5 7 9: p10 at rank 0.7 -> 2 + 0.7 * 2, p90 at rank 6.3 -> 7 + 0.3 * 2
+    assert s.p10 == pytest.approx(3.4) and s.p90 == pytest.approx(7.6)
     one = latency_stats([0.25])
     assert one.stdev == 0.0 and one.p99 == 0.25
     ms = scaled(s, 1000.0)
-    assert ms.p50 == pytest.approx(4500.0) and ms.stdev == pytest.approx(s.stdev * 1000) and ms.count == 8
+    assert (
+        ms.p10 == pytest.approx(3400.0)
+        and ms.p50 == pytest.approx(4500.0)
+        and ms.stdev == pytest.approx(s.stdev * 1000)
+        and ms.count == 8
+    )

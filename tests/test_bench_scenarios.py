@@ -89,6 +89,9 @@ def test_measure_respects_iteration_and_time_floors():
     out = measure(lambda: time.sleep(0.01), SpeedConfig(warmup=0, min_iters=1, min_seconds=0.05, max_iters=100))
     assert time.perf_counter() - start >= 0.05 and len(out) >= 2
     assert len(measure(lambda: None, SpeedConfig(warmup=0, min_iters=1, min_seconds=60, max_iters=4))) == 4
+    warm = []
+    out = measure(lambda: 7, SpeedConfig(warmup=2, min_iters=1, min_seconds=0), warm=lambda: warm.append(1))
+    assert out == [7] and warm == [1, 1]  # a separate warm-up callable replaces fn during warm-up
 
 
 def test_prompt_batch_cuts_distinct_real_slices():
@@ -103,6 +106,7 @@ def test_prompt_batch_cuts_distinct_real_slices():
 def test_speed_scenarios_and_batch_that_does_not_fit():
     r = FakeRunner(step_s=0.002, max_batch=4)
     cfg = SpeedConfig(
+        rounds=1,
         warmup=0,
         min_iters=2,
         min_seconds=0,
@@ -127,6 +131,7 @@ def test_speed_scenarios_and_batch_that_does_not_fit():
 def test_batch_over_the_memory_estimate_is_not_run():
     r = FakeRunner(max_batch=64, need=2**50)  # a petabyte per sequence
     cfg = SpeedConfig(
+        rounds=1,
         warmup=0,
         min_iters=1,
         min_seconds=0,

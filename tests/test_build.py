@@ -109,6 +109,23 @@ def test_loaded_weights_are_exactly_the_quantized_grid(built, tiny_llama_dir):
     assert model.generate(ids, max_new_tokens=5, do_sample=False).shape[1] == ids.shape[1] + 5
 
 
+def test_loaded_layers_run_plain_forward_with_the_same_logits(built):
+    """slimserve.load drops compressed-tensors' per-call QDQ wrapper once weights are dense; outputs are unchanged."""
+    from transformers import AutoModelForCausalLM, CompressedTensorsConfig
+
+    rows, _ = built
+    model, _ = slimserve.load(rows["w4"].path)
+    wrapped = AutoModelForCausalLM.from_pretrained(
+        rows["w4"].path, dtype=torch.float32, quantization_config=CompressedTensorsConfig(run_compressed=False)
+    ).eval()
+    q, wq = model.model.layers[0].self_attn.q_proj, wrapped.model.layers[0].self_attn.q_proj
+    assert "forward" in vars(wq) and "forward" not in vars(q)
+    assert getattr(q, "quantization_scheme", None) is not None  # still described as quantized
+    ids = torch.arange(1, 40).unsqueeze(0)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(ids).logits, wrapped(ids).logits, rtol=0, atol=0)
+
+
 def test_int4_smaller_than_int8_smaller_than_ref(built):
     rows, _ = built
     sizes = {n: r.size_bytes for n, r in rows.items()}

@@ -27,8 +27,10 @@ from .fingerprint import fingerprint
 from .quality import QualityConfig, RefLogits, mc_suites, run_mc, run_perplexity, windows_of
 from .record import BenchRecord, QualityResult, SpeedResult
 from .report import to_markdown, write_reports
+from .rounds import RoundSamples, summarize
 from .runner import reset_rss_peak
-from .speed import SpeedConfig, prompt_batch, run_speed, text_token_ids
+from .speed import SpeedConfig, prompt_batch, text_token_ids
+from .speed import measure_round as run_round
 from .store import save_run, variant_build_id
 from .targets import Target, get_target
 
@@ -123,6 +125,7 @@ def bench(
     slo_ms: float = DEFAULT_SLO_MS,
     speed: bool = True,
     quality: bool = True,
+    rounds: int | None = None,
     iters: int | None = None,
     min_seconds: float | None = None,
     new_tokens: int | None = None,
@@ -161,18 +164,13 @@ def bench(
     # Everything that can be wrong with the input fails here, before minutes of measuring.
     table = load_prices(prices)
     hw_key, price, price_src = resolve_price(table, hardware, price_per_hour, gpu=tgt.device.startswith("cuda"))
-    scfg = SpeedConfig(
-        **{
-            k: v
-            for k, v in dict(
-                min_iters=iters,
-                min_seconds=min_seconds,
-                new_tokens=new_tokens,
-                batches=tuple(batches) if batches else None,
-                prompt_lens=tuple(prompt_lens) if prompt_lens else None,
-            ).items()
-            if v is not None
-        }
+    scfg = _speed_config(
+        rounds=rounds,
+        min_iters=iters,
+        min_seconds=min_seconds,
+        new_tokens=new_tokens,
+        batches=tuple(batches) if batches else None,
+        prompt_lens=tuple(prompt_lens) if prompt_lens else None,
     )
     qcfg = QualityConfig(**({"windows": limit, "mc_limit": limit} if limit else {}))
     cat = Catalog.open(catalog, create=False)
@@ -216,24 +214,10 @@ def bench(
         return ids_cache[key]
 
     if speed:
-        for i, row in enumerate(rows, 1):
-            log(f"[{i}/{len(rows)}] {row.name}: speed")
-            _release_memory()
-            _reset_peak(tgt.device)
-            t0 = time.perf_counter()
-            runner = tgt.load(row.path, row.manifest, threads)
-            load_s = time.perf_counter() - t0
-            try:
-                speeds[row.name] = s = run_speed(
-                    runner, tokens_for(runner), scfg, load_s=load_s, size_mb=_size_mb(row), log=log
-                )
-                s.peak_mem_mb = runner.peak_memory_mb()
-            finally:
-                runner.close()
-                del runner
-            for b, err in s.batch_errors.items():
-                log(f"  batch {b} did not run: {err}")
-            log(f"  load {load_s:.1f} s, TTFT {1000 * s.ttft_s.p50:.1f} ms, peak {s.peak_mem_mb or 0:.0f} MB")
+        speeds = _speed_phase(rows, tgt, threads, scfg, tokens_for, log)
+        for row in rows:
+            for b, err in speeds[row.name].batch_errors.items():
+                log(f"{row.name}: batch {b} did not run: {err}")
             if tgt.device == "cpu" and row.manifest.get("format") == "compressed-tensors":
                 notes[row.name].append(CPU_DEQUANT_NOTE)
 
@@ -274,6 +258,49 @@ def bench(
     elif show:
         print(to_markdown(records, config))
     return records
+
+
+_FLAGS = {"min_iters": "--iters", "min_seconds": "--min-seconds"}
+
+
+def _speed_config(**given: Any) -> SpeedConfig:
+    """SpeedConfig from the flags that were given; a bad value names its flag."""
+    from pydantic import ValidationError
+
+    try:
+        return SpeedConfig(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0])
+        flag = _FLAGS.get(name, "--" + name.replace("_", "-"))
+        raise UserError(f"{err['msg'].lower()}, got {err.get('input')!r}", field=flag) from None
+
+
+def _speed_phase(rows, tgt, threads, scfg, tokens_for, log):  # noqa: ANN001, ANN202
+    """scfg.rounds rounds; each round loads every variant afresh in turn (A B A B ...), so drift of a shared
+    machine hits all variants alike and lands in the spread. One variant is in memory at a time."""
+    samples: dict[str, list[RoundSamples]] = {r.name: [] for r in rows}
+    failed: dict[str, dict[int, str]] = {r.name: {} for r in rows}
+    loops: dict[str, str] = {}
+    for k in range(scfg.rounds):
+        for i, row in enumerate(rows, 1):
+            log(f"[round {k + 1}/{scfg.rounds}] [{i}/{len(rows)}] {row.name}: speed")
+            _release_memory()
+            _reset_peak(tgt.device)
+            t0 = time.perf_counter()
+            runner = tgt.load(row.path, row.manifest, threads)
+            load_s = time.perf_counter() - t0
+            try:
+                rs = run_round(runner, tokens_for(runner), scfg, load_s=load_s, skip_batches=failed[row.name], log=log)
+                rs.peak_mem_mb = runner.peak_memory_mb()
+                loops[row.name] = runner.loop
+            finally:
+                runner.close()
+                del runner
+            failed[row.name].update(rs.batch_errors)
+            samples[row.name].append(rs)
+            log(f"  load {load_s:.1f} s, peak {rs.peak_mem_mb or 0:.0f} MB")
+    return {r.name: summarize(samples[r.name], loop=loops[r.name], size_mb=_size_mb(r)) for r in rows}
 
 
 def _check_text_length(

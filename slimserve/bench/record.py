@@ -24,6 +24,7 @@ class LatencyStats:
     p99: float
     min: float
     max: float
+    p10: float | None = None  # None in records written before it was kept
 
 
 @dataclass
@@ -45,7 +46,7 @@ class Fingerprint:
 @dataclass
 class SpeedResult:
     loop: str  # which decode loop was timed, e.g. "torch-lean-kv", "ort-iobinding-kv"
-    load_s: float | None = None
+    load_s: float | None = None  # median over rounds
     ttft_s: LatencyStats | None = None
     prefill_tok_s: dict[int, LatencyStats] = field(default_factory=dict)  # prompt len -> stats
     decode_tok_s: LatencyStats | None = None
@@ -55,6 +56,8 @@ class SpeedResult:
     batch_errors: dict[int, str] = field(default_factory=dict)  # batch size -> why it did not run
     peak_mem_mb: float | None = None
     size_mb: float | None = None
+    rounds: int = 1  # interleaved measurement rounds pooled into the stats above
+    round_p50: dict[str, list[float]] = field(default_factory=dict)  # metric -> median of each round, in order
 
 
 @dataclass

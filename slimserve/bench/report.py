@@ -10,10 +10,12 @@ from .record import BenchRecord, LatencyStats
 
 
 def _pm(s: LatencyStats | None, fmt: str = "{:.1f}", scale: float = 1.0) -> str:
-    """median ± stdev (n)."""
+    """median (p10-p90, n); median ± stdev (n) for records without p10."""
     if s is None:
         return "-"
-    return f"{fmt.format(s.p50 * scale)} ± {fmt.format(s.stdev * scale)} (n={s.count})"
+    if s.p10 is None:
+        return f"{fmt.format(s.p50 * scale)} ± {fmt.format(s.stdev * scale)} (n={s.count})"
+    return f"{fmt.format(s.p50 * scale)} ({fmt.format(s.p10 * scale)}-{fmt.format(s.p90 * scale)}, n={s.count})"
 
 
 def _f(v: float | None, fmt: str = "{:.3g}") -> str:
@@ -44,9 +46,19 @@ def to_markdown(records: list[BenchRecord], config: dict[str, Any]) -> str:
     loops = sorted({r.speed.loop for r in records if r.speed})
     if loops:
         lines.append(f"- decode loop timed: {', '.join(loops)}")
-    lines.append("- values are median ± sample stdev over n timed iterations after warm-up")
+    n_rounds = max((r.speed.rounds for r in records if r.speed), default=1)
     lines.append(
-        "- peak MiB: whole-process peak RSS on CPU (includes the Python/torch runtime), max allocated on CUDA; "
+        "- values are median (p10-p90, n) of n timed iterations after warm-up"
+        + (
+            f", pooled from {n_rounds} rounds; each round loads every variant afresh, in turn, so drift of the"
+            " machine reaches every variant and the spread"
+            if n_rounds > 1
+            else ""
+        )
+    )
+    lines.append(
+        "- peak MiB: whole-process peak RSS on CPU (includes the Python/torch runtime), max allocated on CUDA, "
+        "lowest over rounds; "
         "decode and ITL at batch 1 over the decode scenario's new tokens"
     )
     lines.append("")
@@ -80,6 +92,23 @@ def to_markdown(records: list[BenchRecord], config: dict[str, Any]) -> str:
                     row.append("did not run: " + s.batch_errors.get(b, "-"))
             row += [_f(s.peak_mem_mb, "{:.0f}"), _f(s.size_mb, "{:.1f}")]
             lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+
+    by_round = [r for r in records if r.speed and r.speed.rounds > 1 and r.speed.round_p50]
+    if by_round:
+        keys = [k for k in ("decode", "ttft_ms", "load_s") if any(k in r.speed.round_p50 for r in by_round)]
+        names = {"decode": "decode tok/s", "ttft_ms": "TTFT ms", "load_s": "load s"}
+        lines += [
+            "## Rounds",
+            "",
+            "Median of each round, in the order measured.",
+            "",
+            "| variant | " + " | ".join(names[k] for k in keys) + " |",
+            "|---|" + "---|" * len(keys),
+        ]
+        for r in by_round:
+            cells = [", ".join(f"{x:.2f}" for x in r.speed.round_p50.get(k, [])) or "-" for k in keys]
+            lines.append(f"| {r.variant} | " + " | ".join(cells) + " |")
         lines.append("")
 
     qual = [r for r in records if r.quality]

@@ -39,6 +39,8 @@ def speed_from_dict(d: dict[str, Any] | None) -> SpeedResult | None:
         batch_errors=_int_keys(d.get("batch_errors"), str),
         peak_mem_mb=d.get("peak_mem_mb"),
         size_mb=d.get("size_mb"),
+        rounds=int(d.get("rounds", 1)),
+        round_p50={str(k): [float(x) for x in v] for k, v in (d.get("round_p50") or {}).items()},
     )
 
 

@@ -1,7 +1,9 @@
 """Speed scenarios on a loaded Runner: TTFT, prefill and decode throughput, inter-token latency, batch throughput.
 
 Each scenario warms up, then repeats until it has at least `min_iters` iterations and `min_seconds` of measurement
-(capped at `max_iters`), optimum-benchmark style. Prompts are slices of real text, never constant tokens.
+(capped at `max_iters`), optimum-benchmark style; that is one round (measure_round), and the harness runs
+`rounds` of them per variant, interleaved across variants (see rounds.py for why). Prompts are slices of real
+text, never constant tokens.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import UserError
 from .record import SpeedResult
+from .rounds import RoundSamples, summarize
 from .runner import GenResult, Runner, available_bytes, is_out_of_memory
-from .stats import latency_stats, scaled
 
 T = TypeVar("T")
 
@@ -27,22 +29,24 @@ class SpeedConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    warmup: int = Field(1, ge=0)
-    min_iters: int = Field(3, ge=1)
-    min_seconds: float = Field(2.0, ge=0)
+    rounds: int = Field(5, ge=1)  # each variant is loaded and measured this many times, interleaved with the others
+    warmup: int = Field(1, ge=0)  # per scenario and round
+    min_iters: int = Field(1, ge=1)  # per scenario and round
+    min_seconds: float = Field(1.0, ge=0)  # per scenario and round
     max_iters: int = Field(50, ge=1)
     prompt_lens: tuple[int, ...] = (128, 512)  # prefill scenarios; TTFT is reported for the first
     new_tokens: int = Field(128, ge=2)  # decode scenario (batch 1)
+    decode_iters: int = Field(2, ge=1)  # per round: decode is the number prices rest on, so it gets more samples
     batches: tuple[int, ...] = (1, 4, 16)
     batch_prompt_len: int = Field(128, ge=1)
     batch_new_tokens: int = Field(32, ge=2)
     memory_headroom: float = Field(0.8, gt=0, le=1)  # a batch may use at most this share of the free memory
 
 
-def measure(fn: Callable[[], T], cfg: SpeedConfig) -> list[T]:
-    """Warm up, then call fn until both the iteration and the time floor are met."""
+def measure(fn: Callable[[], T], cfg: SpeedConfig, warm: Callable[[], object] | None = None) -> list[T]:
+    """Warm up (with `warm` if given, else fn), then call fn until both the iteration and the time floor are met."""
     for _ in range(cfg.warmup):
-        fn()
+        (warm or fn)()
     results: list[T] = []
     start = time.perf_counter()
     while len(results) < cfg.max_iters:
@@ -85,6 +89,70 @@ def batch_fit_error(runner: Runner, batch: int, seq_len: int, headroom: float) -
     return None
 
 
+def measure_round(
+    runner: Runner,
+    prompt_ids: torch.Tensor,
+    cfg: SpeedConfig,
+    *,
+    load_s: float | None = None,
+    skip_batches: dict[int, str] | None = None,
+    log: Callable[[str], None] = lambda m: None,
+) -> RoundSamples:
+    """One round of every speed scenario on a loaded runner; prompt_ids is a tokenized real text (1-D).
+    skip_batches: batch sizes already known not to fit (from an earlier round), with the reason."""
+    out = RoundSamples(load_s=load_s, batch_errors=dict(skip_batches or {}))
+
+    # Prefill: one forward over the prompt plus the first token; TTFT is the same wall time.
+    for i, n in enumerate(cfg.prompt_lens):
+        ids = prompt_batch(prompt_ids, n, 1)
+        runs = measure(lambda ids=ids: runner.generate(ids, 1), cfg)
+        out.prefill_tok_s[n] = [n / r.ttft_s for r in runs]
+        if i == 0:
+            out.ttft_s = [r.ttft_s for r in runs]
+        log(f"  prefill {n}: {statistics.median(out.prefill_tok_s[n]):.1f} tok/s")
+
+    # Decode at batch 1: tokens after the first, over new_tokens steps.
+    ids = prompt_batch(prompt_ids, cfg.batch_prompt_len, 1)
+    # a short warm-up exercises the same kernels and cache growth as the timed loop
+    warm = lambda: runner.generate(ids, min(cfg.new_tokens, 16))  # noqa: E731
+    dcfg = cfg.model_copy(update={"min_iters": max(cfg.min_iters, cfg.decode_iters)})
+    runs = measure(lambda: runner.generate(ids, cfg.new_tokens), dcfg, warm=warm)
+    out.decode_tok_s = [_decode_rate(1, r) for r in runs]
+    out.itl_s = [s for r in runs for s in r.step_s]
+    log(
+        f"  decode: {statistics.median(out.decode_tok_s):.2f} tok/s, ITL p50 {1000 * statistics.median(out.itl_s):.1f} ms"
+    )
+
+    for b in cfg.batches:
+        if b in out.batch_errors:
+            continue
+        if b == 1:  # the decode scenario above is batch 1
+            out.batch_tok_s[1], out.batch_itl_s[1] = out.decode_tok_s, out.itl_s
+            continue
+        seq_len = cfg.batch_prompt_len + cfg.batch_new_tokens
+        err = batch_fit_error(runner, b, seq_len, cfg.memory_headroom)
+        if err is None:
+            try:
+                ids_b = prompt_batch(prompt_ids, cfg.batch_prompt_len, b)
+                runs_b = measure(
+                    lambda ids_b=ids_b: runner.generate(ids_b, cfg.batch_new_tokens),
+                    cfg,
+                    warm=lambda ids_b=ids_b: runner.generate(ids_b, min(cfg.batch_new_tokens, 4)),
+                )
+                out.batch_tok_s[b] = [_decode_rate(b, r) for r in runs_b]
+                out.batch_itl_s[b] = [s for r in runs_b for s in r.step_s]
+                log(f"  batch {b}: {statistics.median(out.batch_tok_s[b]):.1f} tok/s")
+            except Exception as exc:  # noqa: BLE001 - only out-of-memory is recorded, everything else propagates
+                if not is_out_of_memory(exc):
+                    raise
+                err = f"out of memory: {str(exc).splitlines()[0][:200]}"
+                if runner.device.startswith("cuda"):
+                    torch.cuda.empty_cache()
+        if err is not None:
+            out.batch_errors[b] = err
+    return out
+
+
 def run_speed(
     runner: Runner,
     prompt_ids: torch.Tensor,
@@ -94,46 +162,7 @@ def run_speed(
     size_mb: float | None = None,
     log: Callable[[str], None] = lambda m: None,
 ) -> SpeedResult:
-    """All speed scenarios; prompt_ids is a tokenized real text (1-D) to cut prompts from."""
-    res = SpeedResult(loop=runner.loop, load_s=load_s, size_mb=size_mb)
-
-    # Prefill: one forward over the prompt plus the first token; TTFT is the same wall time.
-    for i, n in enumerate(cfg.prompt_lens):
-        ids = prompt_batch(prompt_ids, n, 1)
-        runs = measure(lambda ids=ids: runner.generate(ids, 1), cfg)
-        res.prefill_tok_s[n] = latency_stats([n / r.ttft_s for r in runs])
-        if i == 0:
-            res.ttft_s = latency_stats([r.ttft_s for r in runs])
-        log(f"  prefill {n}: {res.prefill_tok_s[n].p50:.1f} tok/s")
-
-    # Decode at batch 1: tokens after the first, over new_tokens steps.
-    ids = prompt_batch(prompt_ids, cfg.batch_prompt_len, 1)
-    runs = measure(lambda: runner.generate(ids, cfg.new_tokens), cfg)
-    res.decode_tok_s = latency_stats([_decode_rate(1, r) for r in runs])
-    itl = [s for r in runs for s in r.step_s]
-    res.itl_ms = scaled(latency_stats(itl), 1000.0)
-    log(f"  decode: {res.decode_tok_s.p50:.2f} tok/s, ITL p99 {res.itl_ms.p99:.1f} ms")
-
-    for b in cfg.batches:
-        if b == 1:  # the decode scenario above is batch 1
-            res.batch_tok_s[1] = res.decode_tok_s.p50
-            res.batch_itl_p99_ms[1] = res.itl_ms.p99
-            continue
-        seq_len = cfg.batch_prompt_len + cfg.batch_new_tokens
-        err = batch_fit_error(runner, b, seq_len, cfg.memory_headroom)
-        if err is None:
-            try:
-                ids_b = prompt_batch(prompt_ids, cfg.batch_prompt_len, b)
-                runs_b = measure(lambda ids_b=ids_b: runner.generate(ids_b, cfg.batch_new_tokens), cfg)
-                res.batch_tok_s[b] = statistics.median(_decode_rate(b, r) for r in runs_b)
-                res.batch_itl_p99_ms[b] = latency_stats([s for r in runs_b for s in r.step_s]).p99 * 1000.0
-                log(f"  batch {b}: {res.batch_tok_s[b]:.1f} tok/s, ITL p99 {res.batch_itl_p99_ms[b]:.1f} ms")
-            except Exception as exc:  # noqa: BLE001 - only out-of-memory is recorded, everything else propagates
-                if not is_out_of_memory(exc):
-                    raise
-                err = f"out of memory: {str(exc).splitlines()[0][:200]}"
-                if runner.device.startswith("cuda"):
-                    torch.cuda.empty_cache()
-        if err is not None:
-            res.batch_errors[b] = err
-    return res
+    """Every speed scenario on one loaded runner, summarized (cfg.rounds of them, without reloading in between;
+    the harness instead reloads and interleaves variants per round, see api.bench)."""
+    rounds = [measure_round(runner, prompt_ids, cfg, load_s=load_s, log=log) for _ in range(cfg.rounds)]
+    return summarize(rounds, loop=runner.loop, size_mb=size_mb)

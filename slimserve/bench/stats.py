@@ -22,7 +22,7 @@ def percentile(samples: Sequence[float], q: float) -> float:
 
 
 def latency_stats(samples: Sequence[float]) -> LatencyStats:
-    """count, mean, sample stdev (n-1; 0 for one sample), p50/p90/p99, min, max."""
+    """count, mean, sample stdev (n-1; 0 for one sample), p10/p50/p90/p99, min, max."""
     xs = [float(x) for x in samples]
     if not xs:
         raise ValueError("latency_stats of no samples")
@@ -38,6 +38,7 @@ def latency_stats(samples: Sequence[float]) -> LatencyStats:
         p99=percentile(xs, 99),
         min=min(xs),
         max=max(xs),
+        p10=percentile(xs, 10),
     )
 
 
@@ -52,4 +53,5 @@ def scaled(stats: LatencyStats, factor: float) -> LatencyStats:
         p99=stats.p99 * factor,
         min=stats.min * factor,
         max=stats.max * factor,
+        p10=None if stats.p10 is None else stats.p10 * factor,
     )

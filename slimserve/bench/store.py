@@ -190,3 +190,11 @@ def runs(cat: Any) -> Iterable[dict[str, Any]]:
     with cat.connect() as con:
         rows = con.execute("SELECT run_id, created, target, command FROM bench_runs ORDER BY created DESC").fetchall()
     return [dict(r) for r in rows]
+
+
+def run_records(cat: Any, run_id: str) -> list[BenchRecord]:
+    """The records of one stored run, in the order they were stored."""
+    ensure(cat)
+    with cat.connect() as con:
+        rows = con.execute("SELECT record FROM bench_results WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
+    return [record_from_json(r[0]) for r in rows]

@@ -12,6 +12,8 @@ EPILOG = """examples:
   slimserve bench --target cuda --price-per-hour 1.006  # on a GPU machine (e.g. an A10G at on-demand price)
   slimserve bench --limit 4 --iters 2 --min-seconds 0   # a quick look
   slimserve bench --list-targets                        # which targets run here, and why not
+  slimserve bench --list-runs                           # stored runs, newest first
+  slimserve bench --compare                             # do the two newest runs agree within their spread?
 """
 
 
@@ -43,8 +45,13 @@ def register(sub) -> None:
     p.add_argument("--eval-mc", default=None, help="JSONL of {question, choices, answer} instead of ARC-Easy/HellaSwag")
     p.add_argument("--limit", type=int, default=None, help="at most N perplexity windows and N questions per task")
     p.add_argument("--slo-ms", type=float, default=100.0, help="p99 inter-token latency SLO for the output price")
-    p.add_argument("--iters", type=int, default=None, help="minimum timed iterations per scenario (default 3)")
-    p.add_argument("--min-seconds", type=float, default=None, help="minimum seconds per scenario (default 2)")
+    p.add_argument(
+        "--rounds", type=int, default=None, help="measurement rounds, interleaved across variants (default 5)"
+    )
+    p.add_argument(
+        "--iters", type=int, default=None, help="minimum timed iterations per scenario and round (default 1)"
+    )
+    p.add_argument("--min-seconds", type=float, default=None, help="minimum seconds per scenario and round (default 1)")
     p.add_argument("--new-tokens", type=int, default=None, help="tokens decoded in the decode scenario (default 128)")
     p.add_argument("--batches", type=_ints, default=None, help="batch sizes, e.g. 1,4,16 (default)")
     p.add_argument("--prompt-lens", type=_ints, default=None, help="prefill prompt lengths, e.g. 128,512 (default)")
@@ -54,6 +61,14 @@ def register(sub) -> None:
     p.add_argument("--out", default=None, help="report folder (default: <catalog>/bench)")
     p.add_argument("--json", action="store_true", help="print the records as JSON")
     p.add_argument("--list-targets", action="store_true", help="list targets and whether they run here")
+    p.add_argument("--list-runs", action="store_true", help="list the runs stored in the catalog")
+    p.add_argument(
+        "--compare",
+        nargs="*",
+        metavar="RUN",
+        default=None,
+        help="compare two stored runs (default: the two newest) metric by metric against their printed spread",
+    )
     p.set_defaults(func=bench_cmd)
 
 
@@ -64,6 +79,15 @@ def bench_cmd(args: argparse.Namespace) -> int:
         for name, why in target_status().items():
             print(f"{name:16s} {'ok' if why is None else why}")
         return 0
+    if args.list_runs:
+        from ..bench.store import runs
+        from ..catalog import Catalog
+
+        for r in runs(Catalog.open(args.catalog, create=False)):
+            print(f"{r['run_id']}  {r['created']}  {r['target']:12s}  {r['command']}")
+        return 0
+    if args.compare is not None:
+        return _compare(args)
     from ..bench.api import bench
 
     bench(
@@ -81,6 +105,7 @@ def bench_cmd(args: argparse.Namespace) -> int:
             "limit",
             "slo_ms",
             "speed",
+            "rounds",
             "quality",
             "iters",
             "min_seconds",
@@ -92,4 +117,15 @@ def bench_cmd(args: argparse.Namespace) -> int:
             "json",
         ),
     )
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from ..bench.compare import compare_runs, to_markdown
+    from ..errors import UserError
+
+    if len(args.compare) not in (0, 2):
+        raise UserError(f"--compare takes two run ids or none, got {len(args.compare)}", field="--compare")
+    a, b, rows = compare_runs(*args.compare, catalog=args.catalog)
+    print(to_markdown(rows, a, b))
     return 0

@@ -1,0 +1,90 @@
+#!/usr/bin/env python
+"""Are repeat runs repeatable? Run the same `slimserve bench` twice, each in its own process, and compare.
+
+    python bench/repeat_check.py --catalog /tmp/demo_cat smollm2-fp32 smollm2-int8 smollm2-int4-g128 smollm2-int4-g32
+
+Each run is a plain `slimserve bench ... --no-quality` subprocess (fresh process, fresh memory layout), stored in the
+catalog like any run. Then every speed metric the report prints with a spread is compared: it agrees when each run's
+median lies within the other run's median ± stdev. The table, the hardware and both commands go to
+bench/results/<out>.md and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from slimserve.bench.compare import compare_runs, to_markdown
+from slimserve.bench.store import run_records, runs
+from slimserve.catalog import Catalog
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("variants", nargs="*", help="variants (default: every variant in the catalog)")
+    ap.add_argument("--catalog", required=True)
+    ap.add_argument("--target", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=None, help="passed to slimserve bench (default: its default)")
+    ap.add_argument("--pause", type=float, default=30.0, help="seconds between the two runs")
+    ap.add_argument("--out", default="repeat-check", help="result file stem under bench/results/")
+    args = ap.parse_args()
+
+    cmd = [sys.executable, "-m", "slimserve", "bench", *args.variants, "--target", args.target]
+    cmd += ["--catalog", args.catalog, "--threads", str(args.threads), "--no-quality"]
+    if args.rounds:
+        cmd += ["--rounds", str(args.rounds)]
+    run_ids = []
+    for i in range(2):
+        if i:
+            time.sleep(args.pause)
+        print(f"run {i + 1}/2: {shlex.join(cmd)}", file=sys.stderr, flush=True)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        run_ids.append(next(iter(runs(_cat(args))))["run_id"])  # the newest stored run is the one just made
+    a, b, rows = compare_runs(*run_ids, catalog=args.catalog)
+    fp = run_records(_cat(args), a)[0].fingerprint
+    md = "\n".join(
+        [
+            f"# Repeat check: two `slimserve bench` runs on target {args.target}",
+            "",
+            f"- command: `python {shlex.join(sys.argv)}`",
+            f"- each run: `{shlex.join(['slimserve', *cmd[3:]])}`, {args.pause:g} s apart, separate processes",
+            f"- hardware: {fp.cpu_model}, {fp.cores} logical cores, {fp.threads} threads, flags "
+            f"{', '.join(fp.cpu_flags) or 'none'}",
+            f"- versions: {', '.join(f'{k} {v}' for k, v in sorted(fp.versions.items()))}",
+            "",
+            to_markdown(rows, a, b),
+            "",
+        ]
+    )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.out}.md").write_text(md)
+    data = [
+        {
+            "variant": r.variant,
+            "metric": r.metric,
+            "a": r.a.__dict__,
+            "b": r.b.__dict__,
+            "delta": r.delta,
+            "agree": r.within,
+        }
+        for r in rows
+    ]
+    (RESULTS / f"{args.out}.json").write_text(json.dumps({"runs": [a, b], "rows": data}, indent=2) + "\n")
+    print(md)
+    return 0
+
+
+def _cat(args: argparse.Namespace) -> Catalog:
+    return Catalog.open(args.catalog, create=False)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
