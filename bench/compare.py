@@ -114,7 +114,7 @@ def llama_bench(threads: int, prompt: int, gen: int) -> dict | None:
 def loop_table(catalog: str | None, target: str, ref: str, kw: dict) -> tuple[str, dict]:
     """Time the reference with each PyTorch decode loop (speed only, same settings) -> Markdown, raw numbers."""
     rows, raw = (
-        ["| loop | decode tok/s (median ± stdev) | ITL p50 ms | ITL p99 ms | TTFT ms |", "|---|---|---|---|---|"],
+        ["| loop | decode tok/s (median, p10-p90) | ITL p50 ms | ITL p99 ms | TTFT ms |", "|---|---|---|---|---|"],
         {},
     )
     for loop in ("generate", "dynamic-kv", "static-kv"):
@@ -139,7 +139,8 @@ def loop_table(catalog: str | None, target: str, ref: str, kw: dict) -> tuple[st
             "run_id": rec.run_id,
         }
         rows.append(
-            f"| {s.loop} | {s.decode_tok_s.p50:.2f} ± {s.decode_tok_s.stdev:.2f} | {s.itl_ms.p50:.1f} | "
+            f"| {s.loop} | {s.decode_tok_s.p50:.2f} ({s.decode_tok_s.p10:.2f}-{s.decode_tok_s.p90:.2f}) | "
+            f"{s.itl_ms.p50:.1f} | "
             f"{s.itl_ms.p99:.1f} | {s.ttft_s.p50 * 1000:.1f} |"
         )
     return "\n".join(rows), raw
@@ -152,8 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target", default="cpu")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--iters", type=int, default=None, help="minimum timed iterations per scenario")
-    p.add_argument("--min-seconds", type=float, default=None, help="minimum seconds per scenario")
+    p.add_argument(
+        "--rounds", type=int, default=None, help="interleaved measurement rounds (slimserve bench's default)"
+    )
+    p.add_argument("--iters", type=int, default=None, help="minimum timed iterations per scenario and round")
+    p.add_argument("--min-seconds", type=float, default=None, help="minimum seconds per scenario and round")
     p.add_argument("--no-quality", dest="quality", action="store_false")
     p.add_argument("--quick", action="store_true", help="2 iterations, 32 new tokens, 2 perplexity windows")
     p.add_argument("--loops", action="store_true", help="also time the reference with generate() and both lean loops")
@@ -161,9 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     command = shlex.join(["python", "bench/compare.py", *(sys.argv[1:] if argv is None else argv)])
     kw: dict = {"threads": args.threads}
-    kw.update({k: v for k, v in (("iters", args.iters), ("min_seconds", args.min_seconds)) if v is not None})
+    given = (("rounds", args.rounds), ("iters", args.iters), ("min_seconds", args.min_seconds))
+    kw.update({k: v for k, v in given if v is not None})
     if args.quick:
-        kw.update(iters=2, min_seconds=0, new_tokens=32, batches=[1, 4])
+        kw.update(rounds=1, iters=2, min_seconds=0, new_tokens=32, batches=[1, 4])
     limit = args.limit or (2 if args.quick else None)
 
     # stdout gets the final tables only; bench's per-run report is written to files

@@ -60,7 +60,7 @@ if not v.exists():
     write_manifest(v, "smollm2-shape-fp32", reference=True)
 (out / "eval.txt").write_text(long_text(20000))
 for loop in ("static-kv", "dynamic-kv", "generate"):
-    recs = bench(catalog=cat, target=target, loop=loop, threads=threads, quality=False, eval_text=out / "eval.txt", iters=3,
+    recs = bench(catalog=cat, target=target, loop=loop, threads=threads, quality=False, eval_text=out / "eval.txt", rounds=2, iters=3,
                  min_seconds=1, batches=batches, new_tokens=new_tokens, out=out / "reports",
                  show=(loop == "static-kv"), command=f"bench/gpu_check.sh (target {target}, loop {loop})")
     s = recs[0].speed
