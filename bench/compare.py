@@ -26,6 +26,7 @@ import torch
 
 from slimserve.bench.api import bench
 from slimserve.bench.record import BenchRecord
+from slimserve.bench.report import fingerprint_lines
 from slimserve.data import package_dir
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -193,9 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         f"# Variant comparison on `{args.target}` ({stamp})",
         "",
         f"- command: `{command}`",
-        f"- hardware: {fp.cpu_model}, {fp.cores} logical cores, {fp.threads} threads, flags {', '.join(fp.cpu_flags)}"
-        + (f", GPU {fp.gpu_name}" if fp.gpu_name else ""),
-        f"- versions: {', '.join(f'{k} {v}' for k, v in sorted(fp.versions.items()))}",
+        *fingerprint_lines(fp),
         f"- load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
         f"- bench run: {records[0].run_id} (full report in bench/results/runs/{records[0].run_id}.md)",
         f"- decode loop timed: {records[0].speed.loop if records[0].speed else '-'}",

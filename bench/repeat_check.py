@@ -5,7 +5,7 @@
 
 Each run is a plain `slimserve bench ... --no-quality` subprocess (fresh process, fresh memory layout), stored in the
 catalog like any run. Then every speed metric the report prints with a spread is compared: it agrees when each run's
-median lies within the other run's median ± stdev. The table, the hardware and both commands go to
+median lies within the other run's printed p10-p90 band. The table, the hardware and both commands go to
 bench/results/<out>.md and .json.
 """
 
@@ -17,9 +17,11 @@ import shlex
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from slimserve.bench.compare import compare_runs, to_markdown
+from slimserve.bench.report import fingerprint_lines
 from slimserve.bench.store import run_records, runs
 from slimserve.catalog import Catalog
 
@@ -41,24 +43,23 @@ def main() -> int:
     cmd += ["--catalog", args.catalog, "--threads", str(args.threads), "--no-quality"]
     if args.rounds:
         cmd += ["--rounds", str(args.rounds)]
+    cat = Catalog.open(args.catalog, create=False)
     run_ids = []
     for i in range(2):
         if i:
             time.sleep(args.pause)
         print(f"run {i + 1}/2: {shlex.join(cmd)}", file=sys.stderr, flush=True)
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        run_ids.append(next(iter(runs(_cat(args))))["run_id"])  # the newest stored run is the one just made
+        run_ids.append(next(iter(runs(cat)))["run_id"])  # the newest stored run is the one just made
     a, b, rows = compare_runs(*run_ids, catalog=args.catalog)
-    fp = run_records(_cat(args), a)[0].fingerprint
+    fp = run_records(cat, a)[0].fingerprint
     md = "\n".join(
         [
             f"# Repeat check: two `slimserve bench` runs on target {args.target}",
             "",
             f"- command: `python {shlex.join(sys.argv)}`",
             f"- each run: `{shlex.join(['slimserve', *cmd[3:]])}`, {args.pause:g} s apart, separate processes",
-            f"- hardware: {fp.cpu_model}, {fp.cores} logical cores, {fp.threads} threads, flags "
-            f"{', '.join(fp.cpu_flags) or 'none'}",
-            f"- versions: {', '.join(f'{k} {v}' for k, v in sorted(fp.versions.items()))}",
+            *fingerprint_lines(fp),
             "",
             to_markdown(rows, a, b),
             "",
@@ -66,24 +67,10 @@ def main() -> int:
     )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.out}.md").write_text(md)
-    data = [
-        {
-            "variant": r.variant,
-            "metric": r.metric,
-            "a": r.a.__dict__,
-            "b": r.b.__dict__,
-            "delta": r.delta,
-            "agree": r.within,
-        }
-        for r in rows
-    ]
+    data = [{**asdict(r), "delta": r.delta, "agree": r.within} for r in rows]
     (RESULTS / f"{args.out}.json").write_text(json.dumps({"runs": [a, b], "rows": data}, indent=2) + "\n")
     print(md)
     return 0
-
-
-def _cat(args: argparse.Namespace) -> Catalog:
-    return Catalog.open(args.catalog, create=False)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .record import BenchRecord, LatencyStats
+from .record import BenchRecord, Fingerprint, LatencyStats
 
 
 def _pm(s: LatencyStats | None, fmt: str = "{:.1f}", scale: float = 1.0) -> str:
@@ -28,6 +28,16 @@ def to_json(records: list[BenchRecord], config: dict[str, Any]) -> str:
     )
 
 
+def fingerprint_lines(fp: Fingerprint) -> list[str]:
+    """The hardware and versions lines every report and bench script prints with its numbers."""
+    gpu = f"; GPU {fp.gpu_name} {fp.gpu_memory_gb} GiB" if fp.gpu_name else ""
+    return [
+        f"- hardware: {fp.cpu_model}, {fp.cores} logical cores, {fp.threads} threads, flags "
+        f"{', '.join(fp.cpu_flags) or 'none'}{gpu}",
+        f"- versions: {', '.join(f'{k} {v}' for k, v in sorted(fp.versions.items()))}",
+    ]
+
+
 def to_markdown(records: list[BenchRecord], config: dict[str, Any]) -> str:
     if not records:
         return "# slimserve bench\n\nNo variant was benchmarked.\n"
@@ -36,9 +46,7 @@ def to_markdown(records: list[BenchRecord], config: dict[str, Any]) -> str:
         f"# slimserve bench: {records[0].target} (run {records[0].run_id})",
         "",
         f"- command: `{fp.command}`",
-        f"- hardware: {fp.cpu_model}, {fp.cores} logical cores, {fp.threads} threads, flags "
-        f"{', '.join(fp.cpu_flags) or 'none'}" + (f"; GPU {fp.gpu_name} {fp.gpu_memory_gb} GiB" if fp.gpu_name else ""),
-        f"- versions: {', '.join(f'{k} {v}' for k, v in sorted(fp.versions.items()))}",
+        *fingerprint_lines(fp),
         f"- created: {records[0].created}",
     ]
     if config.get("load_avg") is not None:

@@ -37,8 +37,9 @@ def _round_p50(rounds: list[RoundSamples], get) -> list[float]:  # noqa: ANN001
 def summarize(rounds: list[RoundSamples], *, loop: str, size_mb: float | None = None) -> SpeedResult:
     """One SpeedResult from the rounds of one variant: stats over the pooled iterations, load time and per-round
     medians from each round. Peak memory is the smallest round's peak: every round's process peak also holds heap
-    left over from the variants loaded before it, which belongs to the harness, not to this variant. A batch that failed in any round is reported as
-    not run (with the first reason), since a batch that fits only sometimes cannot be priced."""
+    left over from the variants loaded before it, which belongs to the harness, not to this variant. A batch that
+    failed in any round is reported as not run (with the first reason): a batch that fits only sometimes cannot be
+    priced."""
     if not rounds:
         raise ValueError("summarize needs at least one round")
     res = SpeedResult(loop=loop, size_mb=size_mb, rounds=len(rounds))
