@@ -35,8 +35,43 @@ def test_bnb_quantizes_and_reloads(tmp_path, scheme, dq):
     q.save_pretrained(tmp_path / "v")
     # bitsandbytes loads non-quantized tensors in float16 unless told otherwise.
     back = AutoModelForCausalLM.from_pretrained(tmp_path / "v", device_map="cpu", dtype=torch.float32)
+    # What the artifact must preserve: the stored codes, scales and quant state, bit for bit ...
+    saved, loaded = q.state_dict(), back.state_dict()
+    assert saved.keys() == loaded.keys()
+    for k, v in saved.items():
+        assert v.dtype == loaded[k].dtype and torch.equal(v, loaded[k]), k
+    # ... and a reloaded model that computes with exactly those weights. bitsandbytes' CPU kernels change between
+    # releases (LLM.int8 quantizes activations; 0.50 runs 4-bit matmuls in reduced precision, and the first forward
+    # after quantizing takes another path), so logits are compared with a dense model of the dequantized weights.
     with torch.no_grad():
-        torch.testing.assert_close(back(ids).logits, out)
+        got = back(ids).logits
+        want = _densified(AutoModelForCausalLM.from_pretrained(tmp_path / "v", device_map="cpu", dtype=torch.float32))(
+            ids
+        ).logits
+    assert (got - want).abs().max() <= 1e-2 * want.abs().max()
+
+
+def _densified(model):
+    """The model with every bitsandbytes Linear replaced (in place) by a float Linear of its dequantized weight."""
+    import bitsandbytes.functional as F
+    from torch import nn
+
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if not type(child).__module__.startswith("bitsandbytes"):
+                continue
+            w = child.weight
+            if getattr(w, "quant_state", None) is not None:
+                wf = F.dequantize_4bit(w.data, w.quant_state).float()
+            else:  # LLM.int8: int8 rows with one absmax scale each
+                scb = w.SCB if getattr(w, "SCB", None) is not None else child.state.SCB
+                wf = w.data.float() * (scb.float()[:, None] / 127.0)
+            lin = nn.Linear(child.in_features, child.out_features, bias=child.bias is not None)
+            lin.weight.data = wf
+            if child.bias is not None:
+                lin.bias.data = child.bias.data.float()
+            setattr(parent, name, lin)
+    return model
 
 
 def test_missing_bitsandbytes_is_a_dependency_error(monkeypatch, tmp_path):
