@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from .catalog import Catalog, VariantRow
-from .errors import UserError
+from .errors import UserError, flag
 from .manifest import MANIFEST_VERSION, file_table, now_iso, versions, weight_bytes
 from .recipe import Recipe, load_recipe, steps_of
 from .sources import ResolvedBase, resolve_base, sha256_file
@@ -46,7 +46,7 @@ def build(
             f"variant(s) {', '.join(existing)} already exist in catalog '{cat.root}'",
             file=recipe_file,
             field="variants[].name",
-            hint="Use --force to rebuild them, or pick other names",
+            hint=("Use ", flag("--force", "force=True"), " to rebuild them, or pick other names"),
         )
     base = resolve_base(r.base, file=recipe_file)
     recipe_info = {

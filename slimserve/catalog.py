@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, flag
 
 MANIFEST = "manifest.json"
 STAGING = ".staging"
@@ -154,7 +154,8 @@ class Catalog:
         if final.exists():
             if not force:
                 raise UserError(
-                    f"variant '{name}' already exists in catalog '{self.root}'", hint="Use --force to replace it"
+                    f"variant '{name}' already exists in catalog '{self.root}'",
+                    hint=("Use ", flag("--force", "force=True"), " to replace it"),
                 )
             old = staged.with_name(staged.name + ".old")
             os.replace(final, old)

@@ -1,25 +1,38 @@
-"""Imports every method module so its registration runs. Add new method modules here."""
+"""Registers every recipe method: its config class and its ``apply``. Add new methods to ``METHODS``.
+
+Config classes are imported now and must live in torch-free modules (validating a recipe imports no torch,
+transformers or onnx); ``apply`` is imported on its first call.
+"""
 
 from __future__ import annotations
 
 import importlib
 
 from .errors import SlimserveError
+from .steps import register_step
 
-MODULES = (
-    "slimserve.quant.rtn",
-    "slimserve.quant.gptq",
-    "slimserve.quant.awq",
-    "slimserve.quant.bnb",
-    "slimserve.prune.structured",
-    "slimserve.prune.wanda",
-    "slimserve.onnx.steps",
+# (step kind, method name, "module:ConfigClass", "module:apply")
+METHODS = (
+    ("quantize", "rtn", "slimserve.quant.configs:RTNConfig", "slimserve.quant.rtn:apply"),
+    ("quantize", "gptq", "slimserve.quant.configs:GPTQConfig", "slimserve.quant.gptq:apply"),
+    ("quantize", "awq", "slimserve.quant.configs:AWQConfig", "slimserve.quant.awq:apply"),
+    ("quantize", "bitsandbytes", "slimserve.quant.configs:BnBConfig", "slimserve.quant.bnb:apply"),
+    ("prune", "structured", "slimserve.prune.configs:StructuredConfig", "slimserve.prune.structured:apply"),
+    ("prune", "wanda", "slimserve.prune.configs:WandaConfig", "slimserve.prune.wanda:apply"),
+    ("export", "onnx", "slimserve.onnx.steps:OnnxExportConfig", "slimserve.onnx.steps:apply_onnx"),
+    ("export", "neuron-static", "slimserve.onnx.steps:StaticExportConfig", "slimserve.onnx.steps:apply_static"),
 )
 
-for _name in MODULES:
+
+def _config(ref: str):
+    module, _, name = ref.partition(":")
     try:
-        importlib.import_module(_name)
+        return getattr(importlib.import_module(module), name)
     except ModuleNotFoundError as e:  # a method module being written in parallel must not break the rest
-        if e.name != _name:
+        if e.name != module:
             raise
-        raise SlimserveError(f"method module {_name} is listed in slimserve.methods but missing") from e
+        raise SlimserveError(f"config module {module} is listed in slimserve.methods but missing") from e
+
+
+for _kind, _method, _config_ref, _apply_ref in METHODS:
+    register_step(_kind, _method, _config(_config_ref), _apply_ref)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 import typing
 from functools import lru_cache
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
-from .errors import UserError
+from .errors import UserError, UserErrors
 from .steps import DISCRIMINATOR, STEP_KINDS, STEPS
 
 SCHEMA_VERSION = 1
@@ -59,6 +60,23 @@ class Gates(_Strict):
     min_top1: float | None = Field(None, ge=0, le=1, description="top-1 agreement with the reference")
 
 
+# Cross-field checks, pure so that they also run on the raw input when a field error made pydantic skip them.
+def reference_problem(reference: Any, steps: Any) -> str | None:
+    if reference is True and steps:
+        return "a reference variant is the unmodified base and takes no steps"
+    return None
+
+
+def variants_problems(names: list[Any], references: list[Any]) -> list[str]:
+    problems = []
+    dup = sorted({str(n) for n in names if names.count(n) > 1})
+    if dup:
+        problems.append(f"variant names must be unique; repeated: {', '.join(dup)}")
+    if sum(r is True for r in references) > 1:
+        problems.append("at most one variant may be the reference")
+    return problems
+
+
 class Variant(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
     tier: str = Field(pattern=NAME_PATTERN)
@@ -69,8 +87,9 @@ class Variant(_Strict):
 
     @model_validator(mode="after")
     def _reference_has_no_steps(self):
-        if self.reference and self.steps:
-            raise ValueError("a reference variant is the unmodified base and takes no steps")
+        problem = reference_problem(self.reference, self.steps)
+        if problem:
+            raise ValueError(problem)
         return self
 
 
@@ -83,12 +102,9 @@ class Recipe(_Strict):
     @field_validator("variants")
     @classmethod
     def _unique(cls, variants):
-        names = [v.name for v in variants]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"variant names must be unique; repeated: {', '.join(dup)}")
-        if sum(v.reference for v in variants) > 1:
-            raise ValueError("at most one variant may be the reference")
+        problems = variants_problems([v.name for v in variants], [v.reference for v in variants])
+        if problems:
+            raise ValueError("; ".join(problems))
         return variants
 
     def content_hash(self) -> str:
@@ -165,35 +181,73 @@ def parse_recipe(data: Any, file: str | None = None) -> Recipe:
     try:
         return recipe_model().model_validate(data)
     except ValidationError as e:
-        raise _user_error(e, file) from None
+        raise _user_errors(e, data, file) from None
 
 
-def _user_error(e: ValidationError, file: str | None) -> UserError:
+def _user_errors(e: ValidationError, data: dict, file: str | None) -> UserErrors:
+    """Every problem, one UserError each: pydantic's errors plus the cross-field checks it skipped."""
     errs = [(err, *_clean_loc(err["loc"])) for err in e.errors(include_url=False)]
     # A union reports one error per member; keep the one that got deepest into the input.
-    paths = [p for _, p, _ in errs]
-    errs = [x for x in errs if not any(o != x[1] and o.startswith(x[1] + ".") for o in paths)]
-    lines = []
-    for err, path, model in errs[:5]:
-        msg = err["msg"].removeprefix("Value error, ")
-        allowed = None
-        if err["type"] == "extra_forbidden":
-            key = str(err["loc"][-1])
-            allowed = sorted(model.model_fields) if model else None
-            close = difflib.get_close_matches(key, allowed or [], n=1)
-            msg = f"unknown key '{key}'" + (f" (did you mean '{close[0]}'?)" if close else "")
-        elif err["type"] == "union_tag_invalid":
-            kind = path.rsplit(".", 1)[-1]
-            msg = f"unknown {kind} method {err['input'].get(DISCRIMINATOR.get(kind, 'method'))!r}"
-            allowed = STEPS[kind].names() if kind in STEPS else None
-        elif "input" in err and not isinstance(err["input"], (dict, list)):
-            msg += f" (got {err['input']!r})"
-        text = f"{path}: {msg}" if path else msg
-        if allowed:
-            text += f" (allowed: {', '.join(allowed)})"
-        lines.append(text)
-    more = f"; and {len(errs) - 5} more" if len(errs) > 5 else ""
-    return UserError("invalid recipe: " + "; ".join(lines) + more, file=file)
+    keys = [_dedup_key(err, path) for err, path, _ in errs]
+    errs = [x for x, k in zip(errs, keys, strict=True) if not any(o != k and o.startswith(k + ".") for o in keys)]
+    found = _merge_same_field([_one_error(err, path, model, file) for err, path, model in errs])
+    found += [u for u in _skipped_checks(data, file) if not any(u.message in f.message for f in found)]
+    return UserErrors("invalid recipe", found, file=file)
+
+
+def _merge_same_field(errors: list[UserError]) -> list[UserError]:
+    """The members of a plain union fail at the same field: one line saying what each would accept."""
+    by_field: dict[Any, list[UserError]] = {}
+    for u in errors:
+        by_field.setdefault(u.field, []).append(u)
+    out = []
+    for field, group in by_field.items():
+        if len(group) == 1 or field is None:
+            out.extend(group)
+            continue
+        got = [m.group(0) for u in group if (m := re.search(r" \(got .*\)$", u.message))]
+        parts = [u.message.removesuffix(got[0] if got else "").removeprefix("Input should be ") for u in group]
+        msg = "Input should be " + ", or ".join(parts) + (got[0] if got else "")
+        out.append(UserError(msg, file=group[0].file, field=field))
+    return out
+
+
+def _dedup_key(err: dict, path: str) -> str:
+    # An unknown key is reported at its parent's path; it is its own problem, not a union member of the parent.
+    return f"{path}.{err['loc'][-1]}" if err["type"] == "extra_forbidden" else path
+
+
+def _one_error(err: dict, path: str, model: type[BaseModel] | None, file: str | None) -> UserError:
+    msg = err["msg"].removeprefix("Value error, ")
+    allowed = None
+    if err["type"] == "extra_forbidden":
+        key = str(err["loc"][-1])
+        allowed = sorted(model.model_fields) if model else None
+        close = difflib.get_close_matches(key, allowed or [], n=1)
+        msg = f"unknown key '{key}'" + (f" (did you mean '{close[0]}'?)" if close else "")
+    elif err["type"] == "union_tag_invalid":
+        kind = path.rsplit(".", 1)[-1]
+        msg = f"unknown {kind} method {err['input'].get(DISCRIMINATOR.get(kind, 'method'))!r}"
+        allowed = STEPS[kind].names() if kind in STEPS else None
+    elif "input" in err and not isinstance(err["input"], (dict, list)):
+        msg += f" (got {err['input']!r})"
+    return UserError(msg, file=file, field=path or None, allowed=allowed or None)
+
+
+def _skipped_checks(data: dict, file: str | None) -> list[UserError]:
+    """The recipe-level cross-field checks on the raw input (pydantic runs them only when the fields are valid)."""
+    variants = data.get("variants")
+    if not isinstance(variants, list):
+        return []
+    found = []
+    raw = [v for v in variants if isinstance(v, dict)]
+    for problem in variants_problems([v.get("name") for v in raw], [v.get("reference") for v in raw]):
+        found.append(UserError(problem, file=file, field="variants"))
+    for i, v in enumerate(variants):
+        problem = reference_problem(v.get("reference"), v.get("steps")) if isinstance(v, dict) else None
+        if problem:
+            found.append(UserError(problem, file=file, field=f"variants[{i}]"))
+    return found
 
 
 def _clean_loc(loc: tuple) -> tuple[str, type[BaseModel] | None]:

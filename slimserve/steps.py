@@ -1,12 +1,13 @@
 """Step registries: every recipe step kind (quantize, prune, export) maps a method name to a
 pydantic config class and an ``apply(model, cfg, ctx) -> model`` function.
 
-A new method is a new module that calls ``register_step``; ``slimserve.methods`` imports them.
-Heavy dependencies are imported inside ``apply``, never at module import.
+``slimserve.methods`` registers every method: its config class (from a torch-free module, so validating a
+recipe imports no torch) and its ``apply`` as ``"module:function"``, imported on first use.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,12 +36,25 @@ class StepConfig(BaseModel):
         return getattr(self, "method", type(self).__name__)
 
 
+ApplyFn = Callable[[Any, StepConfig, "StepContext"], Any]
+
+
 @dataclass(frozen=True)
 class StepSpec:
     kind: str
     method: str
     config: type[StepConfig]
-    apply: Callable[[Any, StepConfig, StepContext], Any]
+    impl: str | ApplyFn  # the apply function, or "module:function" to import on first use
+
+    @property
+    def apply(self) -> ApplyFn:
+        return resolve(self.impl) if isinstance(self.impl, str) else self.impl
+
+
+def resolve(ref: str) -> Any:
+    """Import ``"package.module:attribute"`` (the module is imported on the first call only)."""
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 STEPS: dict[str, Registry[StepSpec]] = {k: Registry(f"{k} method") for k in STEP_KINDS}
@@ -48,8 +62,14 @@ STEPS: dict[str, Registry[StepSpec]] = {k: Registry(f"{k} method") for k in STEP
 DISCRIMINATOR = {"prune": "method", "quantize": "method", "export": "format"}
 
 
-def register_step(kind: str, method: str, config: type[StepConfig]):
-    """Decorator: ``@register_step("quantize", "rtn", RTNConfig)`` on ``apply(model, cfg, ctx)``."""
+def register_step(kind: str, method: str, config: type[StepConfig], apply: str | ApplyFn | None = None):
+    """``register_step("quantize", "rtn", RTNConfig, "slimserve.quant.rtn:apply")``.
+
+    Without ``apply`` it is a decorator on ``apply(model, cfg, ctx)`` (that module is then imported eagerly).
+    """
+    if apply is not None:
+        STEPS[kind].add(method, StepSpec(kind, method, config, apply))
+        return None
 
     def deco(fn):
         STEPS[kind].add(method, StepSpec(kind, method, config, fn))

@@ -90,10 +90,10 @@ def test_mc_from_jsonl(tiny_catalog, tmp_path):
         (dict(eval_text="/does/not/exist.txt"), "does not exist"),
         (dict(price_per_hour=-1.0), "positive"),
         (dict(hardware="my-box"), "no price for hardware"),
-        (dict(limit=0), "--limit"),
+        (dict(limit=0), "limit: must be at least 1, got 0"),
         (dict(loop="fastest"), "unknown decode loop"),
-        (dict(rounds=0), "--rounds: input should be greater than or equal to 1"),
-        (dict(iters=0), "--iters: "),
+        (dict(rounds=0), "rounds: input should be greater than or equal to 1"),
+        (dict(iters=0), "iters: "),
     ],
 )
 def test_bad_input_fails_before_measuring_and_stores_nothing(fresh_catalog, kwargs, match, monkeypatch):

@@ -90,3 +90,26 @@ def test_env_var_chooses_catalog(tiny_llama_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SLIMSERVE_CATALOG", str(tmp_path / "envcat"))
     assert main(["build", str(recipe)]) == 0
     assert (tmp_path / "envcat" / "q" / "manifest.json").is_file()
+
+
+def test_existing_variant_names_the_flag_on_the_cli(tiny_llama_dir, tmp_path, capsys):
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_llama_dir, RTN.format(settings="bits: 8, group_size: null"))
+    cat = str(tmp_path / "cat")
+    assert main(["build", str(recipe), "--catalog", cat]) == 0
+    capsys.readouterr()
+    assert main(["build", str(recipe), "--catalog", cat]) == 2
+    err = capsys.readouterr().err
+    assert "Use --force to rebuild" in err and "force=True" not in err
+
+
+def test_list_targets_says_what_ok_means(capsys):
+    import torch
+
+    assert main(["bench", "--list-targets"]) == 0
+    lines = {ln.split()[0]: ln.split(None, 1)[1] for ln in capsys.readouterr().out.splitlines()}
+    assert lines["cpu"] == "ok"
+    assert lines["neuron-static"].startswith("ok (simulated: static-shape buckets on ONNX Runtime CPU")
+    assert "no Neuron device used" in lines["neuron-static"]
+    if not torch.cuda.is_available():
+        assert lines["cuda"].startswith("unavailable: ") and "CUDA" in lines["cuda"]
+    assert lines["onnx-cuda"].startswith("unavailable: ") or "float16" in lines["onnx-cuda"]

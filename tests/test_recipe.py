@@ -1,15 +1,21 @@
 """Recipe validation: every shipped recipe parses; each bad input names file, field and choices."""
 
 import copy
+import importlib
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from slimserve.cli import main
 from slimserve.errors import UserError
 from slimserve.recipe import json_schema, load_recipe, parse_recipe
 
-RECIPES = sorted((Path(__file__).parents[1] / "recipes").glob("*.yaml"))
+ROOT = Path(__file__).parents[1]
+RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
 
 GOOD = {
     "version": 1,
@@ -117,3 +123,80 @@ def test_hash_is_stable_and_content_based():
     d = copy.deepcopy(GOOD)
     _q(d)["group_size"] = 64
     assert parse_recipe(d).content_hash() != a.content_hash()
+
+
+def test_validating_a_recipe_imports_no_torch():
+    code = (
+        "from slimserve.recipe import load_recipe; load_recipe('recipes/llama-tiers.yaml'); import sys; "
+        "heavy = [m for m in ('torch', 'transformers', 'onnx', 'onnxruntime') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+
+
+def test_every_method_resolves_its_apply():
+    from slimserve import methods
+    from slimserve.steps import STEPS
+
+    assert len(methods.METHODS) == sum(len(STEPS[k].names()) for k in STEPS)
+    for kind, method, config_ref, apply_ref in methods.METHODS:
+        spec = STEPS[kind].get(method)
+        assert callable(spec.apply), apply_ref
+        # The method module re-exports its config, so `rtn.RTNConfig` and the registry agree.
+        module = importlib.import_module(apply_ref.split(":")[0])
+        assert getattr(module, spec.config.__name__) is spec.config, config_ref
+
+
+def test_committed_schema_is_current():
+    committed = json.loads((ROOT / "slimserve" / "schema" / "recipe.schema.json").read_text())
+    assert committed == json_schema(), "regenerate: slimserve recipe schema -o slimserve/schema/recipe.schema.json"
+
+
+def test_every_error_is_reported_with_file_and_field():
+    d = copy.deepcopy(GOOD)
+    d["variants"][0]["colour"] = "red"
+    _q(d)["group_size"] = 48
+    d["variants"].append({"name": "nf", "tier": "nano", "steps": [{"quantize": {"method": "nope"}}]})
+    lines = _err(lambda x: x.update(d)).splitlines()
+    assert lines[0] == "r.yaml: invalid recipe (3 errors):"
+    assert all(line.startswith("  r.yaml: variants[") for line in lines[1:])
+    text = "\n".join(lines)
+    assert "variants[0]: unknown key 'colour'" in text and "allowed: description, gates" in text
+    assert "variants[1].steps[0].quantize.group_size: Input should be 32, 64 or 128 (got 48)" in text
+    assert "variants[2].steps[0].quantize: unknown quantize method 'nope' (allowed: awq, " in text
+
+
+def test_cross_field_errors_are_reported_next_to_field_errors():
+    # A field error makes pydantic skip the variant's and the recipe's after-validators; they still report.
+    d = copy.deepcopy(GOOD)
+    d["variants"][0]["steps"] = [{"quantize": {"method": "rtn", "bits": 3}}]
+    d["variants"].append({"name": "q4", "tier": "Bad Tier", "reference": True})
+    text = _err(lambda x: x.update(d))
+    for part in [
+        "variants[0].steps[0].quantize.bits: Input should be 4 or 8 (got 3)",
+        "variants[0]: a reference variant is the unmodified base and takes no steps",
+        "variants[2].tier: String should match pattern",
+        "variants: variant names must be unique; repeated: q4",
+        "variants: at most one variant may be the reference",
+    ]:
+        assert part in text, (part, text)
+    assert text.count("takes no steps") == 1
+
+
+def test_union_members_failing_at_one_field_give_one_line():
+    d = copy.deepcopy(GOOD)
+    _q(d)["overrides"] = {".*x": "skp"}
+    text = _err(lambda x: x.update(d))
+    assert "overrides['.*x']: Input should be 'skip', or a valid dictionary" in text and "\n" not in text
+
+
+def test_recipe_check_reports_every_file(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**GOOD, "variants": [{"name": "a", "tier": "t", "colour": 1}]}))
+    assert main(["recipe", "check", str(bad), "recipes/llama-int4.yaml", str(tmp_path / "none.yaml")]) == 2
+    out, err = capsys.readouterr()
+    assert "recipes/llama-int4.yaml: ok" in out
+    assert f"{bad}: invalid recipe: variants[0]: unknown key 'colour'" in err
+    assert "none.yaml' does not exist" in err and "2 of 3 recipe files failed" in err
+    assert main(["recipe", "check", "recipes/llama-int4.yaml", "recipes/llama-tiers.yaml"]) == 0

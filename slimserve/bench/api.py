@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, flag
 from .cost import DEFAULT_SLO_MS, cost_of, load_prices, resolve_price
 from .fingerprint import fingerprint
 from .quality import QualityConfig, RefLogits, mc_suites, run_mc, run_perplexity, windows_of
@@ -79,7 +79,8 @@ def _set_loop(tgt: Target, loop: str) -> None:
 
     if not hasattr(tgt, "loop") or tgt.device not in ("cpu", "cuda"):
         raise UserError(
-            f"target '{tgt.name}' has one decode loop; --loop applies to the PyTorch targets", field="--loop"
+            (f"target '{tgt.name}' has one decode loop; ", flag("--loop"), " applies to the PyTorch targets"),
+            field="--loop",
         )
     if loop not in LOOPS:
         raise UserError(f"unknown decode loop '{loop}'", field="--loop", allowed=LOOPS)
@@ -151,7 +152,7 @@ def bench(
     if log is None:
         log = (lambda m: print(m, file=sys.stderr, flush=True)) if not json else (lambda m: None)
     if limit is not None and limit < 1:
-        raise UserError(f"--limit must be at least 1, got {limit}", field="--limit")
+        raise UserError(f"must be at least 1, got {limit}", field="--limit")
     if not speed and not quality:
         raise UserError("nothing to do: both speed and quality are turned off")
     tgt = get_target(target)

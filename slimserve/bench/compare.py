@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from ..errors import UserError, flag
 from .record import BenchRecord, LatencyStats, SpeedResult
 from .stats import scaled
 
@@ -89,6 +89,10 @@ def to_markdown(rows: list[Agreement], run_a: str, run_b: str) -> str:
     return "\n".join(lines)
 
 
+# The runs to compare: compare_runs(run_a, run_b), or `slimserve bench --compare A B`.
+RUN_IDS = flag("--compare", "run_a, run_b")
+
+
 def compare_runs(
     run_a: str | None = None, run_b: str | None = None, *, catalog: str | Path | None = None
 ) -> tuple[str, str, list[Agreement]]:
@@ -101,27 +105,27 @@ def compare_runs(
     stored: list[dict[str, Any]] = list(runs(cat))
     known = {r["run_id"]: r for r in stored}
     if (run_a is None) != (run_b is None):
-        raise UserError("give two run ids to compare, or none for the two newest runs", field="--compare")
+        raise UserError("give two run ids to compare, or none for the two newest runs", field=RUN_IDS)
     if run_a is None:
         if not stored:
-            raise UserError(f"catalog '{cat.root}' has no stored bench runs", field="--compare")
+            raise UserError(f"catalog '{cat.root}' has no stored bench runs", field=RUN_IDS)
         same = [r for r in stored if r["target"] == stored[0]["target"]]
         if len(same) < 2:
             raise UserError(
                 f"catalog '{cat.root}' has one stored run on target '{stored[0]['target']}'; two are needed",
-                field="--compare",
+                field=RUN_IDS,
             )
         run_b, run_a = same[0]["run_id"], same[1]["run_id"]
     for rid in (run_a, run_b):
         if rid not in known:
-            raise UserError(f"no stored bench run '{rid}'", field="--compare", allowed=list(known)[:10])
+            raise UserError(f"no stored bench run '{rid}'", field=RUN_IDS, allowed=list(known)[:10])
     if known[run_a]["target"] != known[run_b]["target"]:
         raise UserError(
             f"runs '{run_a}' ({known[run_a]['target']}) and '{run_b}' ({known[run_b]['target']}) are on different "
             "targets",
-            field="--compare",
+            field=RUN_IDS,
         )
     rows = agreement(run_records(cat, run_a), run_records(cat, run_b))
     if not rows:
-        raise UserError(f"runs '{run_a}' and '{run_b}' share no variant with speed results", field="--compare")
+        raise UserError(f"runs '{run_a}' and '{run_b}' share no variant with speed results", field=RUN_IDS)
     return run_a, run_b, rows

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import UserError
+from ..errors import UserError, flag
 from .record import CostResult, SpeedResult
 
 DEFAULT_SLO_MS = 100.0
@@ -90,7 +90,7 @@ def resolve_price(
             f"no price for hardware '{key}'",
             field="--hardware",
             allowed=sorted(table.hardware),
-            hint="add it to a --prices file or pass --price-per-hour",
+            hint=("add it to a ", flag("--prices"), " file or pass ", flag("--price-per-hour")),
         )
     e = table.hardware[key]
     return key, e.price_per_hour, f"price table '{key}': {e.source}, {e.as_of}"

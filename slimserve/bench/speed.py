@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..errors import UserError
+from ..errors import UserError, flag
 from .record import SpeedResult
 from .rounds import RoundSamples, summarize
 from .runner import GenResult, Runner, available_bytes, is_out_of_memory
@@ -67,7 +67,7 @@ def prompt_batch(ids: torch.Tensor, length: int, batch: int, *, source: str = "e
     if ids.numel() < length + batch:
         raise UserError(
             f"{source} has {ids.numel()} tokens, too few for {batch} prompt(s) of {length} tokens",
-            hint="use a longer --eval-text file",
+            hint=("use a longer ", flag("--eval-text"), " file"),
         )
     span = ids.numel() - length
     offsets = [(i * span) // max(1, batch) for i in range(batch)]

@@ -41,6 +41,8 @@ class Target:
     name: str = ""
     device: str = "cpu"
     description: str = ""
+    # What "ok" means when it is not the obvious (e.g. simulated hardware), shown by `bench --list-targets`.
+    note: str = ""
 
     def available(self) -> str | None:
         """None when this machine can run the target, else the reason it cannot."""
@@ -96,6 +98,14 @@ def target_status() -> dict[str, str | None]:
         else:
             out[name] = TARGETS.get(name)().available()
     return out
+
+
+def status_text(name: str, why: str | None) -> str:
+    """One `--list-targets` entry: 'ok', 'ok (note)', or 'unavailable: reason'."""
+    if why is not None:
+        return f"unavailable: {why.removeprefix(f'{name}: ')}"
+    note = TARGETS.get(name).note if name in TARGETS else ""
+    return f"ok ({note})" if note else "ok"
 
 
 class _TorchTarget(Target):

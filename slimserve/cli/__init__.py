@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         if args.verbose or os.environ.get("SLIMSERVE_TRACEBACK"):
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e.render(cli=True)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: nothing partial was written", file=sys.stderr)

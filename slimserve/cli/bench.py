@@ -74,10 +74,10 @@ def register(sub) -> None:
 
 def bench_cmd(args: argparse.Namespace) -> int:
     if args.list_targets:
-        from ..bench.targets import target_status
+        from ..bench.targets import status_text, target_status
 
         for name, why in target_status().items():
-            print(f"{name:16s} {'ok' if why is None else why}")
+            print(f"{name:16s} {status_text(name, why)}")
         return 0
     if args.list_runs:
         from ..bench.store import runs

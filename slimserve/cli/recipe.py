@@ -29,12 +29,22 @@ def register(sub) -> None:
 
 
 def check(args) -> int:
+    """Check every file and report each; exit 2 if any failed."""
+    from ..errors import UserError
     from ..recipe import load_recipe
 
+    failed = 0
     for f in args.files:
-        r = load_recipe(f)
+        try:
+            r = load_recipe(f)
+        except UserError as e:
+            failed += 1
+            print(f"error: {e.render(cli=True)}", file=sys.stderr)
+            continue
         print(f"{f}: ok ({r.name}, {len(r.variants)} variant(s): {', '.join(v.name for v in r.variants)})")
-    return 0
+    if failed and len(args.files) > 1:
+        print(f"{failed} of {len(args.files)} recipe files failed", file=sys.stderr)
+    return 2 if failed else 0
 
 
 def schema(args) -> int:

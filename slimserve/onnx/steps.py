@@ -19,7 +19,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from ..errors import UserError
-from ..steps import StepConfig, StepContext, register_step
+from ..steps import StepConfig, StepContext
 
 
 class OnnxWeightsConfig(StepConfig):
@@ -104,7 +104,6 @@ def _check_dir_empty_of_onnx(ctx: StepContext) -> None:
         raise UserError("a variant can have only one export step", field=ctx.field, file=ctx.recipe_file)
 
 
-@register_step("export", "onnx", OnnxExportConfig)
 def apply_onnx(model, cfg: OnnxExportConfig, ctx: StepContext):
     """Export into ctx.work_dir (temporary; the build renames it into place, so nothing is half-written)."""
     import time
@@ -175,7 +174,6 @@ def _op_counts(path) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-@register_step("export", "neuron-static", StaticExportConfig)
 def apply_static(model, cfg: StaticExportConfig, ctx: StepContext):
     from .quantize import WeightPlan
     from .static import export_static

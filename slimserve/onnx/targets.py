@@ -77,6 +77,10 @@ class OnnxCUDA(_OrtTarget):
     device = "cuda"
     provider = "CUDAExecutionProvider"
     description = "ONNX Runtime CUDAExecutionProvider (needs onnxruntime-gpu and a CUDA device)"
+    note = (
+        "provider present, but it runs no slimserve variant yet: fused graphs are float32 and ONNX Runtime's "
+        "CUDA GroupQueryAttention takes float16/bfloat16 only"
+    )
 
     def supports(self, manifest: dict[str, Any]) -> str | None:
         why = super().supports(manifest)
@@ -93,6 +97,7 @@ class NeuronStatic(Target):
     name = "neuron-static"
     device = "cpu"
     description = "Inferentia-style static (batch, sequence) buckets with padding, emulated on ONNX Runtime CPU"
+    note = "simulated: static-shape buckets on ONNX Runtime CPU; no Neuron device used"
 
     def available(self) -> str | None:
         return _ort_missing()

@@ -16,19 +16,9 @@ import time
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 
 from ..quant.calib import CalibrationConfig, decoder_layers
-
-
-class RecoveryConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    steps: int = Field(100, ge=1, le=100000)
-    lr: float = Field(5e-5, gt=0, le=1)
-    batch_size: int = Field(4, ge=1, le=256)
-    seq_len: int = Field(256, ge=16, le=8192)
-    temperature: float = Field(1.0, gt=0)
-    eval_windows: int = Field(4, ge=1, le=256)
+from .configs import RecoveryConfig
 
 
 def _windows(tokenizer, calib: CalibrationConfig, cfg: RecoveryConfig) -> tuple[torch.Tensor, torch.Tensor]:

@@ -27,43 +27,22 @@ from __future__ import annotations
 
 import copy
 import time
-from typing import Literal
 
 import torch
-from pydantic import Field
 from rich.progress import track
 
 from ..errors import DependencyError, UserError
 from ..quant.calib import (
-    CalibrationConfig,
     capture_layer_inputs,
     collect_input_stats,
     decoder_layers,
     load_calibration,
     run_layer,
 )
-from ..steps import StepConfig, StepContext, register_step
+from ..steps import StepContext
+from .configs import StructuredConfig
 from .masks import channel_importance, least_squares_refit
-from .recovery import RecoveryConfig, maybe_recover
-
-
-def _small_calibration() -> CalibrationConfig:
-    return CalibrationConfig(samples=32, seq_len=512)
-
-
-class StructuredConfig(StepConfig):
-    method: Literal["structured"] = "structured"
-    mlp_ratio: float = Field(0.25, ge=0, lt=1)
-    attention_ratio: float = Field(0.0, ge=0, lt=1)
-    # Kept intermediate size is a multiple of this: 128 keeps down_proj divisible by int4 group 128 afterwards.
-    round_to: int = Field(64, ge=1, le=1024)
-    compensate: bool = True
-    damp: float = Field(0.01, gt=0, le=1)
-    calibration: CalibrationConfig = Field(default_factory=_small_calibration)
-    recovery: RecoveryConfig | None = None
-
-    def summary(self) -> str:
-        return f"structured mlp-{self.mlp_ratio:.0%} kv-{self.attention_ratio:.0%}"
+from .recovery import maybe_recover
 
 
 def allowed_attention_ratios(n_kv: int) -> list[float]:
@@ -151,7 +130,6 @@ def count_params(model) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 
-@register_step("prune", "structured", StructuredConfig)
 def apply(model, cfg: StructuredConfig, ctx: StepContext):
     started = time.perf_counter()
     config = model.config

@@ -18,16 +18,13 @@ from __future__ import annotations
 import copy
 import re
 import time
-from typing import Literal
 
 import torch
-from pydantic import Field, model_validator
 from rich.progress import track
 
 from ..errors import UserError
 from ..quant.base import iter_linears
 from ..quant.calib import (
-    CalibrationConfig,
     capture_layer_inputs,
     collect_input_stats,
     decoder_layers,
@@ -36,46 +33,10 @@ from ..quant.calib import (
     load_calibration,
     run_layer,
 )
-from ..steps import StepConfig, StepContext, register_step
+from ..steps import StepContext
+from .configs import WandaConfig
 from .masks import nm_mask, unstructured_mask, wanda_score
-from .recovery import RecoveryConfig, maybe_recover, sparsity_masks
-
-_NM = re.compile(r"(\d+):(\d+)")
-
-
-def _small_calibration() -> CalibrationConfig:
-    return CalibrationConfig(samples=32, seq_len=512)
-
-
-class WandaConfig(StepConfig):
-    method: Literal["wanda"] = "wanda"
-    pattern: str = "unstructured"
-    sparsity: float = Field(0.5, gt=0, lt=1)
-    ignore: list[str] = Field(default_factory=lambda: ["lm_head"])
-    calibration: CalibrationConfig = Field(default_factory=_small_calibration)
-    recovery: RecoveryConfig | None = None
-
-    @model_validator(mode="after")
-    def _check(self):
-        if self.pattern != "unstructured":
-            m = _NM.fullmatch(self.pattern)
-            if not m or not 0 < int(m[1]) < int(m[2]):
-                raise ValueError(
-                    f"pattern must be 'unstructured' or 'N:M' with 0 < N < M (e.g. '2:4'), got {self.pattern!r}"
-                )
-            if "sparsity" in self.model_fields_set:
-                raise ValueError(
-                    "sparsity is implied by an N:M pattern (1 - N/M); remove it or use pattern: unstructured"
-                )
-        return self
-
-    @property
-    def nm(self) -> tuple[int, int] | None:
-        m = _NM.fullmatch(self.pattern)
-        return (int(m[1]), int(m[2])) if m else None
-
-    def summary(self) -> str:
-        return f"wanda {self.pattern}" + ("" if self.nm else f" {self.sparsity:.0%}")
+from .recovery import maybe_recover, sparsity_masks
 
 
 def targets(model, cfg: WandaConfig, ctx: StepContext) -> dict:
@@ -103,7 +64,6 @@ def targets(model, cfg: WandaConfig, ctx: StepContext) -> dict:
     return out
 
 
-@register_step("prune", "wanda", WandaConfig)
 def apply(model, cfg: WandaConfig, ctx: StepContext):
     started = time.perf_counter()
     tg = targets(model, cfg, ctx)  # validates before anything changes

@@ -21,37 +21,24 @@ Per decoder layer: search activation-aware input scales for (input_layernorm -> 
 from __future__ import annotations
 
 import time
-from typing import Literal
 
 import torch
-from pydantic import Field
 from rich.progress import track
 from torch import nn
 
-from ..steps import StepContext, register_step
+from ..steps import StepContext
 from .awq_math import fold_scales_into_linear, fold_scales_into_norm, search_clip, search_scale
 from .base import attach_qparams, set_weight
 from .calib import (
-    CalibrationConfig,
     capture_layer_inputs,
     collect_input_stats,
     decoder_layers,
     load_calibration,
     run_layer,
 )
+from .configs import AWQConfig
 from .gptq import resolve_in_layers
 from .math import compute_qparams, fake_quantize, sqnr_db
-from .rtn import WeightQuantConfig
-
-
-class AWQConfig(WeightQuantConfig):
-    method: Literal["awq"] = "awq"
-    grid: int = Field(20, ge=2, le=100)
-    clip: bool = True
-    max_shrink: float = Field(0.5, ge=0, lt=1)
-    search_tokens: int = Field(2048, ge=64, le=65536)
-    clip_tokens: int = Field(512, ge=64, le=65536)
-    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
 
 
 def scale_groups(layer: nn.Module) -> list[dict]:
@@ -77,7 +64,6 @@ def scale_groups(layer: nn.Module) -> list[dict]:
 NO_CLIP = ("q_proj", "k_proj")
 
 
-@register_step("quantize", "awq", AWQConfig)
 @torch.no_grad()
 def apply(model, cfg: AWQConfig, ctx: StepContext):
     started = time.perf_counter()

@@ -19,33 +19,12 @@ import importlib.util
 import re
 import tempfile
 import time
-from typing import ClassVar, Literal
 
 import torch
-from pydantic import Field, model_validator
 
 from ..errors import DependencyError, UserError
-from ..steps import StepConfig, StepContext, register_step
-
-
-class BnBConfig(StepConfig):
-    method: Literal["bitsandbytes"] = "bitsandbytes"
-    scheme: Literal["int8", "nf4", "fp4"] = "nf4"
-    double_quant: bool = False
-    compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    int8_threshold: float = Field(6.0, ge=0)  # LLM.int8 outlier threshold (int8 only)
-    # Module-name regexes kept in float (lm_head is tied to the embeddings in small models).
-    ignore: list[str] = Field(default_factory=lambda: ["lm_head"])
-    artifact_format: ClassVar[str | None] = "bitsandbytes"
-
-    @model_validator(mode="after")
-    def _check(self):
-        if self.scheme == "int8" and self.double_quant:
-            raise ValueError("double_quant applies to the 4-bit schemes only (scheme: nf4 or fp4)")
-        return self
-
-    def summary(self) -> str:
-        return f"bitsandbytes {self.scheme}" + (" double-quant" if self.double_quant else "")
+from ..steps import StepContext
+from .configs import BnBConfig
 
 
 def require_bitsandbytes() -> None:
@@ -71,7 +50,6 @@ def bnb_quantization_config(cfg: BnBConfig, skip_modules: list[str]):
     )
 
 
-@register_step("quantize", "bitsandbytes", BnBConfig)
 def apply(model, cfg: BnBConfig, ctx: StepContext):
     require_bitsandbytes()
     from transformers import AutoModelForCausalLM

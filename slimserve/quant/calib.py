@@ -15,20 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ..errors import UserError
-
-
-class CalibrationConfig(BaseModel):
-    """Where calibration tokens come from: `samples` consecutive windows of `seq_len` tokens of `text`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    text: str | None = None  # path to a UTF-8 (optionally .gz) text file; None: Pride and Prejudice
-    samples: int = Field(128, ge=1, le=4096)
-    seq_len: int = Field(512, ge=16, le=8192)
-    batch_size: int = Field(8, ge=1, le=512)
+from .configs import CalibrationConfig
 
 
 def load_calibration(tokenizer, cfg: CalibrationConfig, field_path: str = "calibration") -> torch.Tensor:
@@ -41,7 +31,7 @@ def load_calibration(tokenizer, cfg: CalibrationConfig, field_path: str = "calib
     except UserError as e:
         if e.field in (None, "calibration", "eval_text"):
             raise UserError(
-                e.message, file=e.file, field=f"{field_path}.calibration", allowed=e.allowed, hint=e.hint
+                e.text, file=e.file, field=f"{field_path}.calibration", allowed=e.allowed, hint=e.hint_text
             ) from None
         raise
 

@@ -15,16 +15,13 @@
 from __future__ import annotations
 
 import time
-from typing import Literal
 
 import torch
-from pydantic import Field
 from rich.progress import track
 
-from ..steps import StepContext, register_step
+from ..steps import StepContext
 from .base import attach_qparams, set_weight
 from .calib import (
-    CalibrationConfig,
     capture_layer_inputs,
     collect_input_stats,
     decoder_layers,
@@ -33,20 +30,10 @@ from .calib import (
     load_calibration,
     run_layer,
 )
+from .configs import GPTQConfig, WeightQuantConfig
 from .gptq_math import gptq_quantize
 from .math import sqnr_db
-from .rtn import WeightQuantConfig, resolve_layers
-
-
-class GPTQConfig(WeightQuantConfig):
-    method: Literal["gptq"] = "gptq"
-    act_order: bool = True
-    damp: float = Field(0.01, gt=0, le=1)
-    block_size: int = Field(128, ge=16, le=4096)
-    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
-
-    def summary(self) -> str:
-        return super().summary() + (" act-order" if self.act_order else "")
+from .rtn import resolve_layers
 
 
 def resolve_in_layers(model, cfg: WeightQuantConfig, ctx: StepContext) -> dict[str, tuple]:
@@ -63,7 +50,6 @@ def resolve_in_layers(model, cfg: WeightQuantConfig, ctx: StepContext) -> dict[s
     return targets
 
 
-@register_step("quantize", "gptq", GPTQConfig)
 @torch.no_grad()
 def apply(model, cfg: GPTQConfig, ctx: StepContext):
     started = time.perf_counter()

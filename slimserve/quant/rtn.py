@@ -15,50 +15,14 @@
 from __future__ import annotations
 
 import re
-from typing import ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from rich.progress import track
 
-from ..steps import StepConfig, StepContext, register_step
+from ..steps import StepContext
 from .base import attach_qparams, iter_linears, match_override, set_weight
+from .configs import LayerOverride, RTNConfig, WeightQuantConfig
 from .math import compute_qparams, fake_quantize
-
-GroupSize = Literal[32, 64, 128] | None
-
-
-class LayerOverride(BaseModel):
-    """Per-layer settings that replace the step's own for matching layers."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    bits: Literal[4, 8] | None = None
-    group_size: GroupSize = None
-    symmetric: bool | None = None
-
-
-class WeightQuantConfig(StepConfig):
-    """Settings shared by every weight-only integer quantizer (RTN, GPTQ, AWQ)."""
-
-    bits: Literal[4, 8] = 4
-    group_size: GroupSize = 128
-    symmetric: bool = False
-    # Regex (fullmatch on module names) -> "skip" or settings; first match wins.
-    overrides: dict[str, Literal["skip"] | LayerOverride] = Field(default_factory=dict)
-    # lm_head is tied to the embeddings in many small models; quantizing it would untie it.
-    ignore: list[str] = Field(default_factory=lambda: ["lm_head"])
-    # What to do when group_size does not divide a layer's in_features (e.g. hidden 576 with group 128):
-    # use the largest smaller group that divides it, quantize per output channel, or skip the layer.
-    on_indivisible: Literal["smaller-group", "per-channel", "skip"] = "smaller-group"
-    artifact_format: ClassVar[str | None] = "compressed-tensors"
-
-    def summary(self) -> str:
-        g = f"g{self.group_size}" if self.group_size else "per-channel"
-        return f"{getattr(self, 'method', 'int')} w{self.bits} {g} {'sym' if self.symmetric else 'asym'}"
-
-
-class RTNConfig(WeightQuantConfig):
-    method: Literal["rtn"] = "rtn"
 
 
 def resolve_layers(model, cfg: WeightQuantConfig, ctx: StepContext):
@@ -95,7 +59,6 @@ def _is_tied(model, mod) -> bool:
     return emb is not None and emb.weight is mod.weight
 
 
-@register_step("quantize", "rtn", RTNConfig)
 @torch.no_grad()
 def apply(model, cfg: RTNConfig, ctx: StepContext):
     layers = list(resolve_layers(model, cfg, ctx))
