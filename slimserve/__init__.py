@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["build", "load", "bench"]
+__all__ = ["build", "load", "bench", "generate"]
 
 
 def build(recipe, **kwargs):
@@ -23,8 +23,8 @@ def load(path, **kwargs):
 
 
 def __getattr__(name):
-    if name == "bench":  # a callable package: slimserve.bench(variants, target=...)
+    if name in ("bench", "generate"):  # callable modules: slimserve.bench(variants, ...), slimserve.generate(v, p)
         import importlib
 
-        return importlib.import_module(f"{__name__}.bench")
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'slimserve' has no attribute {name!r}")

@@ -35,10 +35,17 @@ def _ct(path: Path, manifest: dict, device: str):
 
     if package_dir("compressed_tensors") is None:
         raise DependencyError("compressed-tensors", "loading a compressed-tensors variant")
-    from transformers import CompressedTensorsConfig
+    from transformers import AutoConfig
 
-    # Unpack to dense weights at load: PyTorch CPU has no int4 kernel faster than fp32 here.
-    model, tok = _hf(path, manifest, device, quantization_config=CompressedTensorsConfig(run_compressed=False))
+    from .quiet import no_compression_bars
+
+    # Unpack to dense weights at load: PyTorch CPU has no int4 kernel faster than fp32 here. run_compressed goes into
+    # the config's own quantization_config: passing a second CompressedTensorsConfig makes transformers warn.
+    trc = bool(manifest.get("base", {}).get("trust_remote_code", False))
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trc)
+    config.quantization_config = {**config.quantization_config, "run_compressed": False}
+    with no_compression_bars():
+        model, tok = _hf(path, manifest, device, config=config)
     return drop_qdq_wrappers(model), tok
 
 

@@ -131,10 +131,13 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
 
     if package_dir("gguf") is None:
         raise DependencyError("gguf", "loading a GGUF model")
+    from .quiet import no_gguf_bars
+
     console = Console(stderr=True)
     t0 = time.perf_counter()
-    with console.status(f"converting {gguf.name} to safetensors (once; cached by content hash)"):
-        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    with console.status(f"converting {gguf.name} to safetensors (once; cached by content hash)"), no_gguf_bars():
+        # legacy=True is what transformers picks when it is unset; saying so skips its "default legacy behaviour" notice
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, legacy=True)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     fix_gguf_tokenizer(tok, gguf)
     model.generation_config.eos_token_id = tok.eos_token_id

@@ -78,3 +78,25 @@ def test_table_sorts_on_header_click(html_path, tmp_path):
     body = re.search(r'<table class="sortable" id="targets">.*?<tbody>(.*?)</tbody>', dom, re.S).group(1)
     ids = re.findall(r"<tr[^>]*><td[^>]*>([^<]+)</td>", body)
     assert ids == ["gpt-4o", "ref@cpu", "int8@cpu", "int4-bad@cpu", "int4-g128@cpu"]  # by input price, high to low
+
+
+def test_long_text_sits_in_its_own_table(html_path):
+    html = html_path.read_text()
+    targets = re.search(r'<table class="sortable" id="targets">.*?</table>', html, re.S).group(0)
+    details = re.search(r'<table class="sortable" id="details">.*?</table>', html, re.S).group(0)
+    assert ">method<" not in targets and ">price source<" not in targets
+    assert ">method<" in details and "measured: " in details and ">gpt-4o<" in details
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install -y chromium)")
+def test_page_fits_a_1400px_window(html_path, tmp_path):
+    """No horizontal scrollbar at 1400 px: the page is no wider than the window (the _chromium window is 1400 wide)."""
+    probe = tmp_path / "width.html"
+    script = (
+        "<script>window.addEventListener('load', function(){var d = document.documentElement;"
+        "document.body.dataset.widths = d.scrollWidth + ' ' + d.clientWidth;});</script></body>"
+    )
+    probe.write_text(html_path.read_text().replace("</body>", script))
+    dom = _chromium(tmp_path, "--dump-dom", probe.as_uri()).stdout
+    scroll, client = map(int, re.search(r'data-widths="(\d+) (\d+)"', dom).groups())
+    assert 1300 < client <= 1400 and scroll <= client, (scroll, client)

@@ -16,10 +16,15 @@ def register(sub) -> None:
         "list",
         help="table of variants (with benchmark results once measured)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  slimserve catalog list\n  slimserve catalog list --json",
+        description="One row per variant. Columns that do not fit the terminal are hidden (name first, then tier, "
+        "status, format, bits, size_mb, then the benchmark columns) and named in a footer; names are never cut. "
+        "Width: $COLUMNS, else the terminal's; no limit when the output is a pipe or a file.",
+        epilog="examples:\n  slimserve catalog list\n  slimserve catalog list --wide\n"
+        "  COLUMNS=200 slimserve catalog list\n  slimserve catalog list --json",
     )
     catalog_arg(ls)
     ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.add_argument("--wide", action="store_true", help="show every column, however wide the table gets")
     ls.set_defaults(func=list_cmd)
     sh = cs.add_parser(
         "show",
@@ -77,30 +82,13 @@ def list_cmd(args) -> int:
         json.dump(rows, sys.stdout, indent=2)
         print()
         return 0
-    from rich.console import Console
-    from rich.table import Table
-
     if not rows:
         print("catalog is empty: build one with `slimserve build RECIPE`")
         return 0
-    table = Table(title="slimserve catalog")
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    for c in cols:
-        table.add_column(c, justify="right" if c not in ("name", "tier", "method", "format", "status") else "left")
-    for r in rows:
-        table.add_row(*[_fmt(r.get(c)) for c in cols])
-    Console().print(table)
+    from .table import print_table
+
+    print_table(rows, wide=args.wide)
     return 0
-
-
-def _fmt(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, int) and v > 10**6:
-        return f"{v / 1e6:.1f}M"
-    return str(v)
 
 
 def show_cmd(args) -> int:

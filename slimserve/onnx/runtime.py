@@ -204,8 +204,13 @@ class OrtRunner:
         eos_token_id: int | None = None,
         on_step: Callable[[int], None] | None = None,
         seed: int | None = None,
+        on_token: Callable[[np.ndarray], None] | None = None,
     ) -> GenResult:
-        """Decode max_new_tokens for same-length prompts input_ids [B, T]; stops early only if eos_token_id is given."""
+        """Decode max_new_tokens for same-length prompts input_ids [B, T]; stops early only if eos_token_id is given.
+
+        on_token gets each step's new token ids [B] as soon as they are picked (streaming); an exception it raises
+        ends the decode there.
+        """
         import onnxruntime as ort
 
         ids = np.ascontiguousarray(input_ids.cpu().numpy().astype(np.int64))
@@ -229,6 +234,8 @@ class OrtRunner:
         tok = pick_token(logits[:, -1], do_sample, temperature, top_p, rng)
         out[:, 0] = tok
         ttft = time.perf_counter() - t0
+        if on_token:
+            on_token(out[:, 0])
         if on_step:
             on_step(0)
         step_ids = np.empty((b, 1), np.int64)
@@ -248,6 +255,8 @@ class OrtRunner:
             out[:, i] = np.where(done, eos_token_id if eos_token_id is not None else 0, tok)
             steps.append(time.perf_counter() - s0)
             n = i + 1
+            if on_token:
+                on_token(out[:, i])
             if on_step:
                 on_step(i)
         return GenResult(tokens=torch.from_numpy(out[:, :n].copy()), ttft_s=ttft, step_s=steps)

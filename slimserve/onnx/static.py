@@ -163,7 +163,8 @@ class StaticRunner:
 
     def generate(self, input_ids: torch.Tensor, max_new_tokens: int, *, do_sample: bool = False,
                  temperature: float = 1.0, top_p: float = 1.0, eos_token_id: int | None = None, on_step=None,
-                 seed: int | None = None) -> GenResult:  # fmt: skip
+                 seed: int | None = None, on_token=None) -> GenResult:  # fmt: skip
+        """As OrtRunner.generate, padded to the smallest bucket that holds prompt + max_new_tokens."""
         ids = input_ids.cpu().numpy().astype(np.int64)
         n, t = ids.shape
         bk = select_bucket(self.buckets, n, t + max_new_tokens)
@@ -185,6 +186,8 @@ class StaticRunner:
         self._run(prefill, feeds, cache, logits)
         out[:, 0] = pick_token(logits[:n, -1], do_sample, temperature, top_p, rng)
         ttft = time.perf_counter() - t0
+        if on_token:
+            on_token(out[:, 0])
         if on_step:
             on_step(0)
         mask = np.zeros((b, s), np.int64)
@@ -206,6 +209,8 @@ class StaticRunner:
             out[:, i] = np.where(done, eos_token_id if eos_token_id is not None else 0, tok)
             steps.append(time.perf_counter() - s0)
             k = i + 1
+            if on_token:
+                on_token(out[:, i])
             if on_step:
                 on_step(i)
         return GenResult(tokens=torch.from_numpy(out[:, :k].copy()), ttft_s=ttft, step_s=steps)

@@ -54,8 +54,11 @@ def save_compressed(model, out_dir: Path, skipped: dict[str, str]) -> dict:
             if qp.zero_point is not None:
                 mod.weight_zero_point.data.copy_(qp.zero_point.reshape(mod.weight_zero_point.shape))
             delattr(mod, QPARAMS_ATTR)
+    from ..quiet import no_compression_bars
+
     compressor = ModelCompressor.from_pretrained_model(model, quantization_format="pack-quantized")
-    compressor.compress_model(model)
+    with no_compression_bars():  # the build prints its own line per step
+        compressor.compress_model(model)
     model.save_pretrained(out_dir)
     compressor.update_config(str(out_dir))
     return qconfig.model_dump(mode="json")

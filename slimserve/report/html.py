@@ -16,10 +16,11 @@ body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
 h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
 .plots{display:flex;flex-wrap:wrap;gap:24px}.tick{font-size:11px;fill:#555}.axis{font-size:12px;fill:#222}
 .label{font-size:11px;fill:#222}table{border-collapse:collapse;font-size:13px}
-th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f0f0f0;cursor:pointer;user-select:none}
-td.l,th.l{text-align:left}td{white-space:nowrap}td:last-child{white-space:normal;min-width:320px}.dominated td{color:#c0392b}.note{color:#666;font-size:13px}
+th,td{border:1px solid #ccc;padding:4px 6px;text-align:right}th{background:#f0f0f0;cursor:pointer;user-select:none}
+td.l,th.l{text-align:left}td{white-space:nowrap}.dominated td{color:#c0392b}.note{color:#666;font-size:13px}
+td.w{white-space:normal;overflow-wrap:break-word;min-width:9em;max-width:18em}#details td.w,#tiers td.w{max-width:48em}
 .legend span{display:inline-block;margin-right:14px}.sw{display:inline-block;width:10px;height:10px;
-border-radius:5px;margin-right:4px;vertical-align:middle}code{background:#f4f4f4;padding:1px 4px}
+border-radius:5px;margin-right:4px;vertical-align:middle}code{background:#f4f4f4;padding:1px 4px;overflow-wrap:anywhere}
 """
 
 # Sort a table by the clicked column; numbers numerically, blanks last.
@@ -40,26 +41,28 @@ document.querySelectorAll('table.sortable th').forEach(function(th, i){
 });
 """
 
+# The page must fit a 1400 px window: the numbers table holds short cells only (long status text wraps, class "w"),
+# and the long text (method, price source) sits in a second table keyed by the same id.
+# (header, css class, tooltip naming what the short header means)
 COLUMNS = [
-    ("id", "l"),
-    ("kind", "l"),
-    ("target", "l"),
-    ("tier", "l"),
-    ("status", "l"),
-    ("$/1M in", ""),
-    ("$/1M out", ""),
-    ("blended $/1M", ""),
-    ("top1", ""),
-    ("kld", ""),
-    ("ppl Δ", ""),
-    ("mc mean", ""),
-    ("TTFT p50 s", ""),
-    ("ITL p50 ms", ""),
-    ("ITL p99 ms", ""),
-    ("bits/w", ""),
-    ("method", "l"),
-    ("price source", "l"),
+    ("id", "l", None),
+    ("kind", "l", None),
+    ("target", "l", None),
+    ("tier", "l", None),
+    ("status", "l w", "leader / member of its tiers, dominated (by a target that is cheaper and better), below floor"),
+    ("$/1M in", "", "USD per 1M input tokens"),
+    ("$/1M out", "", "USD per 1M output tokens"),
+    ("blended $/1M", "", "USD per 1M tokens at the report's input/output mix"),
+    ("top1", "", "top-1 token agreement with the reference"),
+    ("kld", "", "KL divergence from the reference"),
+    ("ppl Δ", "", "relative perplexity increase over the reference"),
+    ("mc mean", "", "mean multiple-choice accuracy"),
+    ("TTFT p50 s", "", "time to first token, median, seconds"),
+    ("ITL p50 ms", "", "inter-token latency, median, ms"),
+    ("ITL p99 ms", "", "inter-token latency, 99th percentile, ms"),
+    ("bits/w", "", "stored bits per weight"),
 ]
+DETAIL_COLUMNS = [("id", "l", None), ("method", "l w", None), ("price source", "l w", None)]
 
 
 def _num(v: Any, fmt: str = "{:.4g}") -> tuple[str, str]:
@@ -92,14 +95,27 @@ def _row(t: RoutingTarget, a: Assignment) -> str:
         _num(lat.get("itl_p50_ms")),
         _num(lat.get("itl_p99_ms")),
         _num(t.bits_per_weight, "{:.3g}"),
-        (t.method, None),
-        (f"{t.price_kind}: {t.price_source}" + (f" ({t.price_date})" if t.price_date else ""), None),
     ]
+    return _tr(cells, COLUMNS, st.get("status", ""))
+
+
+def _detail_row(t: RoutingTarget) -> str:
+    price = f"{t.price_kind}: {t.price_source}" + (f" ({t.price_date})" if t.price_date else "")
+    return _tr([(t.id, None), (t.method, None), (price, None)], DETAIL_COLUMNS, "")
+
+
+def _tr(cells: list[tuple[str, str | None]], columns: list[tuple[str, str, str | None]], row_class: str) -> str:
     tds = []
-    for (text, val), (_, cls) in zip(cells, COLUMNS, strict=True):
+    for (text, val), (_, cls, _tip) in zip(cells, columns, strict=True):
         attr = f' data-v="{escape(val)}"' if val is not None else ""
         tds.append(f'<td class="{cls}"{attr}>{escape(str(text))}</td>')
-    return f'<tr class="{escape(st.get("status", ""))}">' + "".join(tds) + "</tr>"
+    return f'<tr class="{escape(row_class)}">' + "".join(tds) + "</tr>"
+
+
+def _head(columns: list[tuple[str, str, str | None]]) -> str:
+    return "".join(
+        f'<th class="{c}"' + (f' title="{escape(tip)}"' if tip else "") + f">{escape(n)}</th>" for n, c, tip in columns
+    )
 
 
 def _task_plots(targets: list[RoutingTarget], a: Assignment, *, exclude: str, limit: int = 2) -> str:
@@ -148,7 +164,7 @@ def render(targets: list[RoutingTarget], a: Assignment, *, skipped: list[str], g
     tiers = "".join(
         f"<tr><td class='l'>{escape(tr.name)}</td><td>{'' if tr.floor is None else tr.floor}</td>"
         f"<td class='l'>{escape(tr.kind)}</td><td class='l'>{escape(tr.leader)}</td>"
-        f"<td class='l'>{escape(', '.join(tr.members))}</td></tr>"
+        f"<td class='l w'>{escape(', '.join(tr.members))}</td></tr>"
         for tr in a.tiers
     )
     fps: dict[str, dict] = {}
@@ -178,8 +194,8 @@ def render(targets: list[RoutingTarget], a: Assignment, *, skipped: list[str], g
         f'<span><i class="sw" style="background:{c}"></i>{s}</span>'
         for s, c in (("leader", "#1b7f3b"), ("member", "#4f9d69"), ("dominated", "#c0392b"), ("below floor", "#8e8e8e"))
     )
-    head = "".join(f'<th class="{c}">{escape(n)}</th>' for n, c in COLUMNS)
-    rows = "".join(_row(t, a) for t in targets)
+    head, rows = _head(COLUMNS), "".join(_row(t, a) for t in targets)
+    details = _head(DETAIL_COLUMNS), "".join(_detail_row(t) for t in targets)
     skipped_html = "".join(f"<li>{escape(s)}</li>" for s in skipped) or "<li>none</li>"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>slimserve catalog report</title>
@@ -194,11 +210,13 @@ Local prices are measured (benchmarked throughput × hourly price); external pri
 <p class="note">Not on the {escape(m)} plots (no {escape(m)} value): {escape(", ".join(off_plot) or "none")}.
 The latency plot shows local targets with a measured inter-token latency.</p>
 <h2>Tiers</h2>
-<table><thead><tr><th class="l">tier</th><th>floor</th><th class="l">kind</th><th class="l">leader</th>
+<table id="tiers"><thead><tr><th class="l">tier</th><th>floor</th><th class="l">kind</th><th class="l">leader</th>
 <th class="l">members</th></tr></thead><tbody>{tiers}</tbody></table>
 <h2>Targets</h2>
-<p class="note">Click a column header to sort.</p>
+<p class="note">Click a column header to sort; hover over it for what it measures.</p>
 <table class="sortable" id="targets"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>
+<h2>Methods and prices</h2>
+<table class="sortable" id="details"><thead><tr>{details[0]}</tr></thead><tbody>{details[1]}</tbody></table>
 <h2>Left out</h2><ul>{skipped_html}</ul>
 <h2>Hardware fingerprints</h2><ul>{fp_html or "<li>none</li>"}</ul>
 <h2>Commands behind the numbers</h2><ul>{cmd_html or "<li>none</li>"}</ul>
