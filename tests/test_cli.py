@@ -77,7 +77,8 @@ def test_catalog_list_and_show(tiny_llama_dir, tmp_path, capsys):
     capsys.readouterr()
     assert main(["catalog", "list", "--catalog", cat, "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
-    assert row["name"] == "q" and row["tier"] == "nano" and row["params"] > 0 and row["bits"] < 32
+    assert row["name"] == "q" and row["label"] == "nano" and row["params"] > 0 and row["bits"] < 32
+    assert row["tier"] is None and row["status"] == "built"  # tiers come from `catalog tier`, after a bench
     assert main(["catalog", "show", "q", "--catalog", cat, "--json"]) == 0
     m = json.loads(capsys.readouterr().out)
     assert m["name"] == "q" and m["steps"][0]["summary"] == "rtn w4 g32 asym"

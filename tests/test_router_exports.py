@@ -219,8 +219,11 @@ def test_routellm_without_a_pair_is_a_clear_error(tmp_path):
     use_records(cat, [record("ref", usd_in=0.4)])
     rules = tmp_path / "t.yaml"
     rules.write_text("tiers: [{name: base, floor: 0.99}]\n")
-    with pytest.raises(UserError, match="RouteLLM needs two tiers"):
+    with pytest.raises(UserError) as e:
         router.export("routellm", tmp_path / "rl.yaml", catalog=cat, rules=rules)
+    msg = str(e.value)
+    assert "RouteLLM needs a weak model cheaper than the strong one, ref@cpu" in msg
+    assert "every tier routes to ref@cpu" in msg and "slimserve catalog add-external" in msg  # and what to do
     assert not (tmp_path / "rl.yaml").exists()
 
 

@@ -96,3 +96,19 @@ def test_routellm_weak_model_resolves_to_the_local_endpoint(exported, tmp_path, 
     model, provider, _, base = litellm.get_llm_provider(cfg["weak_model"])
     assert (model, provider, base) == ("int4-g128@cpu", "hosted_vllm", "http://127.0.0.1:8123/v1")
     assert litellm.get_llm_provider(cfg["strong_model"])[1] == "openai"
+
+
+def test_borrowed_tiers_load_and_route_to_the_shared_model(tmp_path):
+    from .router_demo import demo
+
+    cfg = yaml.safe_load(router.export("litellm", tmp_path / "d.yaml", catalog=demo(tmp_path)).read_text())
+    r = litellm.Router(model_list=cfg["model_list"], **cfg["router_settings"])  # the extra model_info keys load
+
+    async def ask(group: str):
+        return await r.acompletion(model=group, messages=[{"role": "user", "content": "hi"}], mock_response="ok")
+
+    for tier in ("nano", "small", "base"):
+        resp = asyncio.run(ask(tier))
+        assert resp._hidden_params["model_id"] == f"{tier}/smollm2-fp32@cpu"
+    infos = [m["model_info"] for m in cfg["model_list"]]
+    assert [i.get("slimserve_borrowed_from") for i in infos] == ["base", "base", None]

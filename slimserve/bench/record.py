@@ -72,6 +72,8 @@ class QualityResult:
     top1: float | None = None  # fraction of positions where the argmax agrees with the reference
     mc_accuracy: dict[str, float] = field(default_factory=dict)  # task -> accuracy
     mc_counts: dict[str, int] = field(default_factory=dict)
+    eval_range: list[int] | None = None  # [first, last) token positions of the text the windows read
+    eval_sha256: str | None = None  # sha256 of the evaluation text (calibration records carry the same hash)
 
 
 @dataclass
@@ -98,6 +100,7 @@ class BenchRecord:
     quality: QualityResult | None = None
     cost: CostResult | None = None
     notes: list[str] = field(default_factory=list)
+    gate: dict[str, Any] | None = None  # slimserve.gates.GateResult.to_dict(): the variant's gates on this quality
     version: int = RECORD_VERSION
 
     def to_dict(self) -> dict[str, Any]:

@@ -69,6 +69,7 @@ def record_from_dict(d: dict[str, Any]) -> BenchRecord:
         quality=quality_from_dict(d.get("quality")),
         cost=None if d.get("cost") is None else CostResult(**d["cost"]),
         notes=list(d.get("notes") or []),
+        gate=d.get("gate"),
         version=version,
     )
 

@@ -150,6 +150,7 @@ def latest_records(cat: Any, target: str | None = None, *, current_only: bool = 
         older = record_from_json(rec_json)
         if rec.quality is None and older.quality is not None:
             rec.quality = older.quality
+            rec.gate = older.gate if older.gate is not None else rec.gate  # the verdict on that quality
             rec.notes.append(f"quality from run {older.run_id} ({older.created})")
         if rec.speed is None and older.speed is not None:
             rec.speed, rec.cost = older.speed, older.cost

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 
 from . import catalog_arg
 
@@ -18,7 +19,9 @@ def register(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="One row per variant. Columns that do not fit the terminal are hidden (name first, then tier, "
         "status, format, bits, size_mb, then the benchmark columns) and named in a footer; names are never cut. "
-        "Width: $COLUMNS, else the terminal's; no limit when the output is a pipe or a file.",
+        "Width: $COLUMNS, else the terminal's; no limit when the output is a pipe or a file. "
+        "tier: what the stored `slimserve catalog tier` gives the variant (`- (status)` when none); status: its gate "
+        "verdict; label: the recipe's tier label.",
         epilog="examples:\n  slimserve catalog list\n  slimserve catalog list --wide\n"
         "  COLUMNS=200 slimserve catalog list\n  slimserve catalog list --json",
     )
@@ -48,46 +51,75 @@ def register(sub) -> None:
 
 
 def list_rows(catalog=None) -> list[dict]:
-    """Rows of `catalog list`: build facts plus the latest benchmark summary where measured."""
+    """Rows of `catalog list`: build facts, the tier the stored `catalog tier` assignment gives the variant (None
+    with a `tier_status` such as below_floor or rejected when it holds none), its gate status, the recipe's `label`,
+    plus the latest benchmark summary where measured."""
+    return list_view(catalog)[0]
+
+
+def list_view(catalog=None) -> tuple[list[dict], str | None]:
+    """(rows, footer line when no current tiering is stored)."""
     from ..catalog import Catalog
 
     cat = Catalog.open(catalog)
-    extra = {}
+    extra, tiers, note = {}, {}, None
     try:
         from ..bench.store import summary_columns
     except ImportError:
         summary_columns = None
     if summary_columns is not None:
         extra = summary_columns(cat)
+    try:
+        from ..router.listing import tier_columns
+    except ImportError:
+        tier_columns = None
+    if tier_columns is not None and cat.names():
+        tiers, note = tier_columns(cat)
     rows = []
     for v in cat.variants():
         row = {
             "name": v.name,
-            "tier": v.tier,
+            "tier": None,
+            "tier_status": None,
+            "status": v.status,
             "method": v.method,
             "format": v.format,
             "bits": round(v.bits, 2) if v.bits is not None else None,
             "size_mb": round(v.size_bytes / 1e6, 1) if v.size_bytes else None,
             "params": v.params,
-            "status": v.status,
+            "label": v.tier,  # the recipe's label; tiers come from `catalog tier`
         }
+        row.update(tiers.get(v.name, {}))
         row.update(extra.get(v.name, {}))
         rows.append(row)
-    return rows
+    return rows, note
+
+
+def table_row(row: dict) -> dict:
+    """A JSON row as the table shows it: a variant without a tier shows `- (its status)` in the tier column."""
+    out = {k: v for k, v in row.items() if k != "tier_status"}
+    if out.get("tier") is None and row.get("tier_status"):
+        out["tier"] = f"- ({row['tier_status']})"
+    return out
 
 
 def list_cmd(args) -> int:
-    rows = list_rows(args.catalog)
+    rows, note = list_view(args.catalog)
     if args.json:
         json.dump(rows, sys.stdout, indent=2)
         print()
+        if note:
+            print(note, file=sys.stderr)
         return 0
     if not rows:
         print("catalog is empty: build one with `slimserve build RECIPE`")
         return 0
-    from .table import print_table
+    from .table import output_width, print_table
 
-    print_table(rows, wide=args.wide)
+    print_table([table_row(r) for r in rows], wide=args.wide)
+    if note:
+        width = None if args.wide else output_width()
+        print(textwrap.fill(note, width) if width else note)  # one line wherever it fits
     return 0
 
 

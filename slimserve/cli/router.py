@@ -18,8 +18,17 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", default="report.html", help="HTML file to write (default: report.html)")
     p.add_argument("--target", default=None, help="only this benchmark target (e.g. cpu)")
     p.add_argument("--rules", default=None, help="tier rules YAML (default: the stored tiers, else the packaged rules)")
+    include_rejected_arg(p)
     catalog_arg(p)
     p.set_defaults(func=report_cmd)
+
+
+def include_rejected_arg(p) -> None:
+    p.add_argument(
+        "--include-rejected",
+        action="store_true",
+        help="keep targets whose latest benchmark failed their recipe's quality gates (left out by default)",
+    )
 
 
 def register_catalog_commands(cs) -> None:
@@ -29,11 +38,12 @@ def register_catalog_commands(cs) -> None:
         help="assign tiers from the measured cost/quality Pareto front (or keep the recipe labels)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  slimserve catalog tier\n  slimserve catalog tier --rules my-tiers.yaml\n"
-        "  slimserve catalog tier --from-recipe",
+        "  slimserve catalog tier --from-recipe\n  slimserve catalog tier --include-rejected",
     )
     t.add_argument("--rules", default=None, help="tier rules YAML (default: slimserve/router/tiers.yaml)")
     t.add_argument("--from-recipe", action="store_true", help="keep the tier labels the recipes gave")
     t.add_argument("--target", default=None, help="only this benchmark target (e.g. cpu)")
+    include_rejected_arg(t)
     catalog_arg(t)
     t.set_defaults(func=tier_cmd)
 
@@ -55,6 +65,7 @@ def register_catalog_commands(cs) -> None:
     )
     e.add_argument("--target", default=None, help="only this benchmark target (e.g. cpu)")
     e.add_argument("--rules", default=None, help="tier rules YAML (default: the stored tiers)")
+    include_rejected_arg(e)
     catalog_arg(e)
     e.set_defaults(func=export_cmd)
 
@@ -86,27 +97,36 @@ def register_catalog_commands(cs) -> None:
 def tier_cmd(args) -> int:
     from ..router import tier
 
-    a = tier(**kwargs_of(args, "catalog", "rules", "from_recipe", "target"))
+    a = tier(**kwargs_of(args, "catalog", "rules", "from_recipe", "target", "include_rejected"))
     print(f"tiers ({a.source}; quality axis {a.metric}, blended cost {a.blend_input_share:g} input share):")
     for tr in a.tiers:
         floor = "" if tr.floor is None else f" floor {tr.floor}"
-        print(f"  {tr.name:<10} leader {tr.leader:<32} members {', '.join(tr.members)}{floor}")
+        lent = f" (borrowed from {tr.borrowed_from})" if tr.borrowed_from else ""
+        print(f"  {tr.name:<10} leader {tr.leader + lent:<32} members {', '.join(tr.members)}{floor}")
     for tid, st in sorted(a.status.items()):
+        gate = " (rejected by its gates, kept by --include-rejected)" if st.get("gate") == "rejected" else ""
         if st["status"] == "dominated":
-            print(f"  dominated: {tid} (by {st['dominated_by']})")
+            print(f"  dominated: {tid} (by {st['dominated_by']}){gate}")
         elif st["status"] in ("below_floor", "unrated"):
-            print(f"  {st['status']}: {tid}")
+            print(f"  {st['status']}: {tid}{gate}")
+        elif gate:
+            print(f"  {st['status']}: {tid}{gate}")
     for n in a.notes:
         print(f"  note: {n}")
     rl = a.routellm
-    print(f"RouteLLM pair: weak {rl.get('weak')}, strong {rl.get('strong')}")
+    if rl.get("weak") and rl.get("strong"):
+        print(f"RouteLLM pair: weak {rl['weak']}, strong {rl['strong']}")
+    else:
+        print(f"RouteLLM pair: none: {rl.get('problem', 'no weak model')}. {rl.get('fix', '')}".rstrip(". "))
     return 0
 
 
 def export_cmd(args) -> int:
     from ..router import export
 
-    path = export(args.format, args.output, **kwargs_of(args, "catalog", "api_base", "target", "rules"))
+    path = export(
+        args.format, args.output, **kwargs_of(args, "catalog", "api_base", "target", "rules", "include_rejected")
+    )
     print(f"wrote {path}")
     return 0
 
@@ -140,6 +160,6 @@ def add_external_cmd(args) -> int:
 def report_cmd(args) -> int:
     from ..report import report
 
-    path = report(args.output, **kwargs_of(args, "catalog", "target", "rules"))
+    path = report(args.output, **kwargs_of(args, "catalog", "target", "rules", "include_rejected"))
     print(f"wrote {path}")
     return 0

@@ -9,9 +9,17 @@ from typing import Any
 from ..errors import UserError
 
 
-def report(output: str | Path = "report.html", *, catalog: Any = None, target: str | None = None, rules: Any = None):
-    """Write the HTML report to `output` (atomically) and return its path."""
-    from ..router.api import collect, current_assignment, open_catalog
+def report(
+    output: str | Path = "report.html",
+    *,
+    catalog: Any = None,
+    target: str | None = None,
+    rules: Any = None,
+    include_rejected: bool = False,
+):
+    """Write the HTML report to `output` (atomically) and return its path. Targets their quality gates rejected are
+    left out of the plots and tables unless include_rejected, and listed with their failing checks either way."""
+    from ..router.api import collect, current_assignment, nothing_error, open_catalog, sort_targets
     from ..router.formats import write_atomic
     from .html import render
 
@@ -21,19 +29,16 @@ def report(output: str | Path = "report.html", *, catalog: Any = None, target: s
             f"folder {out.parent} does not exist", field="output", hint="create it first or pick another path"
         )
     cat = open_catalog(catalog)
-    targets, skipped = collect(cat, target)
-    if not targets:
-        raise UserError(
-            "nothing to report: the catalog has no benchmarked targets and no external models",
-            hint="run `slimserve bench VARIANT` or `slimserve catalog add-external`",
-        )
-    a = current_assignment(cat, targets, rules)
-    order = {tid: i for i, tid in enumerate(tid for tr in a.tiers for tid in tr.members)}
-    targets.sort(key=lambda t: (order.get(t.id, len(order)), a.status[t.id]["cost"], t.id))
+    c = collect(cat, target, include_rejected=include_rejected)
+    if not c.targets:
+        raise nothing_error("report", c)
+    a = current_assignment(cat, c.targets, rules, target=target, include_rejected=include_rejected, rejected=c.rejected)
     html = render(
-        targets,
+        sort_targets(c.targets, a),
         a,
-        skipped=skipped,
+        skipped=c.skipped,
+        rejected=c.rejected,
+        notes=c.notes,
         generated=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         catalog=str(getattr(cat, "root", "")),
     )

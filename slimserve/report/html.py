@@ -77,6 +77,8 @@ def _row(t: RoutingTarget, a: Assignment) -> str:
     status = st.get("status", "")
     if st.get("dominated_by"):
         status += f" by {st['dominated_by']}"
+    if st.get("gate") == "rejected":
+        status += " (rejected by its gates, kept)"
     q, lat = t.quality, t.latency
     cells = [
         (t.id, None),
@@ -135,7 +137,63 @@ def _task_plots(targets: list[RoutingTarget], a: Assignment, *, exclude: str, li
     return "".join(plots)
 
 
-def render(targets: list[RoutingTarget], a: Assignment, *, skipped: list[str], generated: str, catalog: str) -> str:
+def _rejected_rows(rejected: list[RoutingTarget], kept: set[str]) -> str:
+    """One row per target its gates rejected: the run, each failing check, and whether it was kept."""
+    from ..gates import GateResult
+
+    rows = []
+    for t in rejected:
+        g = GateResult.from_dict(t.gate)
+        failing = "; ".join(c.describe() for c in g.checks if not c.ok) or (g.reason or "")
+        where = f"{g.eval_text}, {g.tokens} tokens" if g.eval_text else ""
+        fate = "kept (--include-rejected)" if t.id in kept else "left out"
+        rows.append(
+            f"<tr><td class='l'>{escape(t.id)}</td><td class='l'>{escape(str(g.run_id))}</td>"
+            f"<td class='l w'>{escape(failing)}</td><td class='l w'>{escape(where)}</td><td class='l'>{fate}</td></tr>"
+        )
+    return "".join(rows)
+
+
+def _rejected_html(rejected: list[RoutingTarget], kept: set[str]) -> str:
+    if not rejected:
+        return "<p class='note'>No target's latest benchmark failed its recipe's quality gates.</p>"
+    head = "".join(f"<th class='l'>{h}</th>" for h in ("id", "run", "failing checks", "measured on", ""))
+    return (
+        "<p class='note'>Targets whose latest benchmark failed their recipe's gates are left out of the tiers, "
+        "plots and exports unless <code>--include-rejected</code>.</p>"
+        f"<table id='rejected'><thead><tr>{head}</tr></thead><tbody>{_rejected_rows(rejected, kept)}</tbody></table>"
+    )
+
+
+def _tiers_html(a: Assignment, notes: list[str]) -> str:
+    rows = "".join(
+        f"<tr><td class='l'>{escape(tr.name)}</td><td>{'' if tr.floor is None else tr.floor}</td>"
+        f"<td class='l'>{escape(tr.kind)}</td><td class='l'>{escape(tr.leader)}</td>"
+        f"<td class='l'>{escape(tr.borrowed_from or '')}</td>"
+        f"<td class='l w'>{escape(', '.join(tr.members))}</td></tr>"
+        for tr in a.tiers
+    )
+    head = "".join(
+        f"<th class='{c}'>{h}</th>"
+        for h, c in (("tier", "l"), ("floor", ""), ("kind", "l"), ("leader", "l"), ("borrowed from", "l"),
+                     ("members", "l"))
+    )  # fmt: skip
+    items = "".join(f"<li>{escape(n)}</li>" for n in [*a.notes, *notes])
+    return f"<table id='tiers'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>" + (
+        f"<ul class='note' id='tier-notes'>{items}</ul>" if items else ""
+    )
+
+
+def render(
+    targets: list[RoutingTarget],
+    a: Assignment,
+    *,
+    skipped: list[str],
+    generated: str,
+    catalog: str,
+    rejected: list[RoutingTarget] = (),
+    notes: list[str] = (),
+) -> str:
     m = a.metric
     rated = [t for t in targets if m in t.quality]
     dots = [
@@ -161,12 +219,8 @@ def render(targets: list[RoutingTarget], a: Assignment, *, skipped: list[str], g
     )
     extra_plots = _task_plots(targets, a, exclude=m)
     off_plot = [t.id for t in targets if m not in t.quality]
-    tiers = "".join(
-        f"<tr><td class='l'>{escape(tr.name)}</td><td>{'' if tr.floor is None else tr.floor}</td>"
-        f"<td class='l'>{escape(tr.kind)}</td><td class='l'>{escape(tr.leader)}</td>"
-        f"<td class='l w'>{escape(', '.join(tr.members))}</td></tr>"
-        for tr in a.tiers
-    )
+    tiers = _tiers_html(a, list(notes))
+    rejected_html = _rejected_html(list(rejected), {t.id for t in targets})
     fps: dict[str, dict] = {}
     cmds = []
     for t in targets:
@@ -210,13 +264,14 @@ Local prices are measured (benchmarked throughput × hourly price); external pri
 <p class="note">Not on the {escape(m)} plots (no {escape(m)} value): {escape(", ".join(off_plot) or "none")}.
 The latency plot shows local targets with a measured inter-token latency.</p>
 <h2>Tiers</h2>
-<table id="tiers"><thead><tr><th class="l">tier</th><th>floor</th><th class="l">kind</th><th class="l">leader</th>
-<th class="l">members</th></tr></thead><tbody>{tiers}</tbody></table>
+{tiers}
 <h2>Targets</h2>
 <p class="note">Click a column header to sort; hover over it for what it measures.</p>
 <table class="sortable" id="targets"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>
 <h2>Methods and prices</h2>
 <table class="sortable" id="details"><thead><tr>{details[0]}</tr></thead><tbody>{details[1]}</tbody></table>
+<h2>Rejected by quality gates</h2>
+{rejected_html}
 <h2>Left out</h2><ul>{skipped_html}</ul>
 <h2>Hardware fingerprints</h2><ul>{fp_html or "<li>none</li>"}</ul>
 <h2>Commands behind the numbers</h2><ul>{cmd_html or "<li>none</li>"}</ul>

@@ -3,6 +3,8 @@
 A variant benchmarked on `cpu` and on `onnx-cpu` gives two targets with different prices. A variant without a
 benchmark record, or whose record lacks a cost, is left out with the reason printed (never exported with made-up
 numbers).
+A target whose latest record's gate verdict is `rejected` is built like any other and carries the verdict (`gate`);
+`rejected()` splits those off, and the callers leave them out unless asked to keep them.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class RoutingTarget:
     cost_detail: dict[str, Any] | None = None  # the CostResult the price comes from
     model: str | None = None  # what a router sends as `model` for external targets (litellm name)
     api_base: str | None = None  # external endpoint when not the provider default
+    gate: dict[str, Any] | None = None  # GateResult.to_dict() of the record; None: measured before gates existed
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,6 +125,7 @@ def from_record(manifest: dict[str, Any], rec: Any) -> tuple[RoutingTarget | Non
         created=rec.created,
         fingerprint=asdict(rec.fingerprint) if rec.fingerprint is not None else None,
         cost_detail=asdict(c),
+        gate=rec.gate,
     )
     return t, None
 
@@ -147,3 +151,35 @@ def build_targets(variants: list[Any], records: list[Any]) -> tuple[list[Routing
     for name in sorted(set(by_variant) - known):
         skipped.append(f"{name}: benchmark records exist but the variant is not in the catalog")
     return targets, skipped
+
+
+def gate_status(t: RoutingTarget) -> str | None:
+    return (t.gate or {}).get("status")
+
+
+def rejection(t: RoutingTarget) -> str:
+    """Why the gates rejected t, in one line: the run and each failing check."""
+    from ..gates import GateResult  # lazy: the router imports fast without the gate checks
+
+    g = GateResult.from_dict(t.gate)
+    if g is None:
+        return "no gate verdict"
+    failing = "; ".join(c.describe() for c in g.checks if not c.ok) or g.reason or "no failing check recorded"
+    return f"run {g.run_id}: {failing}"
+
+
+def split_rejected(
+    targets: list[RoutingTarget], *, include_rejected: bool = False
+) -> tuple[list[RoutingTarget], list[RoutingTarget], list[str]]:
+    """(targets to route, targets their gates rejected, one line each on what happened to them).
+
+    A rejected target is left out unless include_rejected; a record without a verdict counts as unchecked and stays.
+    """
+    from ..gates import REJECTED
+
+    rejected = [t for t in targets if gate_status(t) == REJECTED]
+    if include_rejected:
+        lines = [f"{t.id}: rejected by its gates ({rejection(t)}), kept by --include-rejected" for t in rejected]
+        return targets, rejected, lines
+    lines = [f"{t.id}: rejected by its gates ({rejection(t)}); --include-rejected keeps it" for t in rejected]
+    return [t for t in targets if gate_status(t) != REJECTED], rejected, lines

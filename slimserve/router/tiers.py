@@ -5,7 +5,8 @@
       - {name: premium, kind: external} # no floor: cheapest external model
 
 A tier's members are the front targets that meet its floor and no later tier's rule (the band); when the band is
-empty the tier borrows the cheapest eligible target from above. A rule that no target meets is an error.
+empty the tier borrows the cheapest eligible target from above (`Tier.borrowed_from` names the tier it belongs to,
+and a note says so and what would fill the tier). A rule that no target meets is an error.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..errors import UserError
-from . import metrics
+from . import explain, metrics
 from .pareto import Point, dominated_by
-from .targets import RoutingTarget
+from .targets import RoutingTarget, gate_status
 
 DEFAULT_RULES = Path(__file__).with_name("tiers.yaml")
 
@@ -97,6 +98,7 @@ class Tier:
     kind: str
     leader: str
     members: list[str]  # leader first, then by cost
+    borrowed_from: str | None = None  # empty band: the leader is this (later) tier's target
 
 
 @dataclass
@@ -107,7 +109,7 @@ class Assignment:
     tiers: list[Tier]
     status: dict[str, dict[str, Any]] = field(
         default_factory=dict
-    )  # id -> {status, tiers, dominated_by, cost, quality}
+    )  # id -> {status, tiers, dominated_by, cost, quality, on_front, gate}
     routellm: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -157,25 +159,29 @@ def assign(targets: list[RoutingTarget], rules: TierRules, source: str = "rules"
     elig = [eligible(r) for r in rules.tiers]
     for i, rule in enumerate(rules.tiers):
         if not elig[i] and rule.optional:
-            notes.append(f"optional tier '{rule.name}' left out: no target meets it")
+            why = (
+                " (no external model is declared: `slimserve catalog add-external`)"
+                if rule.kind == "external" and not any(t.kind == "external" for t in targets)
+                else ""
+            )
+            notes.append(f"optional tier '{rule.name}' left out: no target meets it{why}")
             continue
         if not elig[i]:
-            best = max((t.quality[m] for t in on_front), key=lambda v: metrics.oriented(m, v), default=None)
-            what = f"{m} {'>=' if metrics.higher_is_better(m) else '<='} {rule.floor}" if rule.floor is not None else ""
-            raise UserError(
-                f"tier rule '{rule.name}' ({', '.join(x for x in (what, f'kind {rule.kind}') if x)}) matches no target",
-                field=f"tiers[{i}]",
-                hint=f"best {m} on the front is {best}; lower the floor, add a target, or drop the rule"
-                if best is not None
-                else f"no target has a value for {m}",
-            )
+            raise explain.no_match(rule, i, m, on_front)
         later = {t.id for e in elig[i + 1 :] for t in e}
-        band = [t for t in elig[i] if t.id not in later] or [min(elig[i], key=lambda t: rank[t.id])]
-        band.sort(key=lambda t: rank[t.id])
-        tiers.append(Tier(rule.name, rule.floor, rule.kind, band[0].id, [t.id for t in band]))
+        band = [t for t in elig[i] if t.id not in later]
+        borrowed = not band
+        band = sorted(band or [min(elig[i], key=lambda t: rank[t.id])], key=lambda t: rank[t.id])
+        tiers.append(
+            Tier(rule.name, rule.floor, rule.kind, band[0].id, [t.id for t in band], "?" if borrowed else None)
+        )
 
     if not tiers:
         raise UserError("no tier rule matches any target", hint="; ".join(notes))
+    for k, tr in enumerate(tiers):
+        if tr.borrowed_from:  # the first later tier of its own that holds the borrowed leader
+            owner = next((o for o in tiers[k + 1 :] if not o.borrowed_from and tr.leader in o.members), None)
+            tr.borrowed_from = owner.name if owner else tiers[-1].name  # (always found: its band is later)
     status: dict[str, dict[str, Any]] = {}
     for t in targets:
         in_tiers = [tr.name for tr in tiers if t.id in tr.members]
@@ -196,8 +202,10 @@ def assign(targets: list[RoutingTarget], rules: TierRules, source: str = "rules"
             "cost": cost[t.id],
             "quality": t.quality.get(m),
             "on_front": t.id in {f.id for f in on_front},
+            "gate": gate_status(t),
         }
     a = Assignment(m, rules.blend_input_share, source, tiers, status, notes=notes)
+    a.notes += explain.borrow_notes(a)
     a.routellm = routellm_pair(a, by_id, rules)
     return a
 
@@ -212,7 +220,10 @@ def routellm_pair(a: Assignment, by_id: dict[str, RoutingTarget], rules: TierRul
         if tr.leader != strong and (floor is None or (q is not None and metrics.passes(a.metric, q, floor))):
             weak = tr.leader
             break
-    return {"strong": strong, "weak": weak, "weak_floor": floor, **rules.routellm.model_dump(exclude={"weak_floor"})}
+    pair = {"strong": strong, "weak": weak, "weak_floor": floor, **rules.routellm.model_dump(exclude={"weak_floor"})}
+    if weak is None:  # said by `catalog tier` and in the JSON export, before an export of the pair fails
+        pair["problem"], pair["fix"] = explain.routellm_problem(a, by_id.values(), pair=pair)
+    return pair
 
 
 def assign_from_recipe(targets: list[RoutingTarget], rules: TierRules) -> Assignment:
@@ -242,6 +253,7 @@ def assign_from_recipe(targets: list[RoutingTarget], rules: TierRules) -> Assign
             "cost": cost[t.id],
             "quality": t.quality.get(m),
             "on_front": t.id in dom and dom[t.id] is None,
+            "gate": gate_status(t),
         }
         for t in targets
     }

@@ -26,7 +26,9 @@ class ExportContext:
     api_base: str  # template for local targets: may use {variant}, {target}, {id}
     generated: str  # ISO-8601 UTC
     catalog_root: str
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # left out, with the reason
+    rejected: list[RoutingTarget] = field(default_factory=list)  # rejected by their gates (in targets if kept)
+    notes: list[str] = field(default_factory=list)  # rejected targets kept by include_rejected
 
     def by_id(self) -> dict[str, RoutingTarget]:
         return {t.id: t for t in self.targets}
@@ -37,8 +39,12 @@ class ExportContext:
         return self.api_base.format(variant=t.variant, target=t.target, id=t.id)
 
     def tier(self, t: RoutingTarget) -> str:
+        """The target's own tier: the last it belongs to (the lower ones borrow it), else its status."""
         st = self.assignment.status.get(t.id, {})
-        return (st.get("tiers") or [st.get("status", "unassigned")])[0]
+        return (st.get("tiers") or [st.get("status", "unassigned")])[-1]
+
+    def all_notes(self) -> list[str]:
+        return [*self.assignment.notes, *self.notes]
 
 
 EXPORTERS: Registry[Callable[[ExportContext], str]] = Registry("export format")
@@ -83,4 +89,5 @@ def header_comment(ctx: ExportContext, what: str) -> str:
         f"# list prices with their source and date. Tiers: {ctx.assignment.source}, quality axis {ctx.assignment.metric}.",
     ]
     lines += [f"# left out: {s}" for s in ctx.skipped]
+    lines += [f"# note: {n}" for n in ctx.all_notes()]
     return "\n".join(lines) + "\n"

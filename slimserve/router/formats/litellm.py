@@ -1,7 +1,8 @@
 """LiteLLM proxy/router config: one model_list entry per tier member, model_name = tier.
 
 Costs go in litellm_params (what cost-based routing reads) and again in model_info; router_settings selects
-cost-based-routing with fallbacks from each tier to the next one up. Load with
+cost-based-routing with fallbacks from each tier to the next one up. A tier without a target of its own (it borrows
+one from above) says so in its entries' model_info (`slimserve_borrowed_from`, `slimserve_note`) and in the header. Load with
 `litellm.Router(model_list=cfg["model_list"], **cfg["router_settings"])` or `litellm --config router.yaml`.
 """
 
@@ -34,6 +35,12 @@ def render(ctx: ExportContext) -> str:
             if t.context_length:
                 info["max_input_tokens"] = t.context_length
             info["slimserve_target"] = t.id
+            if tier.borrowed_from:  # said here too, so three tier names on one model are not silent
+                info["slimserve_borrowed_from"] = tier.borrowed_from
+                info["slimserve_note"] = (
+                    f"tier {tier.name} has no target of its own: it routes to {t.id}, which belongs to "
+                    f"{tier.borrowed_from}"
+                )
             model_list.append({"model_name": tier.name, "litellm_params": params, "model_info": info})
     fallbacks = []
     for tier in ctx.assignment.tiers:

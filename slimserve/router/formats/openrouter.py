@@ -21,6 +21,9 @@ def render(ctx: ExportContext) -> str:
     for t in ctx.targets:
         tier = ctx.tier(t)
         where = "external API" if t.kind == "external" else f"{t.method} on {t.target}"
+        lent = [tr.name for tr in ctx.assignment.tiers if tr.borrowed_from and tr.leader == t.id]
+        if lent:
+            where += f"; also serves {', '.join(lent)} (tiers without a target of their own)"
         data.append(
             {
                 "id": t.id,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import yaml
 
 from ...errors import UserError
+from .. import explain
 from . import EXPORTERS, ExportContext, header_comment
 
 CONTROLLER_KEYS = ("routers", "strong_model", "weak_model", "api_base", "api_key")
@@ -37,12 +38,10 @@ ROUTER_CONFIG = {
 def render(ctx: ExportContext) -> str:
     pair = ctx.assignment.routellm
     if not pair.get("weak") or not pair.get("strong"):
-        raise UserError(
-            "RouteLLM needs two tiers: no tier leader below the strongest one meets the weak floor "
-            f"({ctx.assignment.metric} {pair.get('weak_floor')})",
-            field="routellm.weak_floor",
-            hint="lower routellm.weak_floor in the tier rules, or add an external premium model",
-        )
+        kept = {t.id for t in ctx.targets}
+        gone = [t for t in ctx.rejected if t.id not in kept]
+        message, hint = explain.routellm_problem(ctx.assignment, ctx.targets, gone)
+        raise UserError(message, field="routellm.weak_floor", hint=hint)
     router = pair.get("router", "mf")
     if router not in ROUTER_CONFIG:
         raise UserError(f"unknown RouteLLM router '{router}'", field="routellm.router", allowed=sorted(ROUTER_CONFIG))

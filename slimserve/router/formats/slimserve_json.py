@@ -17,6 +17,7 @@ SCHEMA_ID = "urn:slimserve:schema:catalog:1"  # the $id in SCHEMA_PATH
 @EXPORTERS.register("json")
 def render(ctx: ExportContext) -> str:
     a = ctx.assignment
+    kept = {t.id for t in ctx.targets}
     targets = []
     for t in ctx.targets:
         d = t.to_dict()
@@ -40,12 +41,20 @@ def render(ctx: ExportContext) -> str:
         "blend_input_share": a.blend_input_share,
         "tier_source": a.source,
         "tiers": [
-            {"name": tr.name, "floor": tr.floor, "kind": tr.kind, "leader": tr.leader, "members": tr.members}
+            {
+                "name": tr.name,
+                "floor": tr.floor,
+                "kind": tr.kind,
+                "leader": tr.leader,
+                "members": tr.members,
+                "borrowed_from": tr.borrowed_from,
+            }
             for tr in a.tiers
-        ],
+        ],  # fmt: skip
         "routellm": a.routellm,
         "targets": targets,
         "skipped": ctx.skipped,
-        "notes": a.notes,
+        "rejected": [{"id": t.id, "kept": t.id in kept, "gate": t.gate} for t in ctx.rejected],
+        "notes": ctx.all_notes(),
     }
     return json.dumps(doc, indent=2, sort_keys=False) + "\n"
