@@ -3,8 +3,8 @@
 
     python bench/repeat_check.py --catalog /tmp/demo_cat smollm2-fp32 smollm2-int8 smollm2-int4-g128 smollm2-int4-g32
 
-Each run is a plain `slimserve bench ... --no-quality` subprocess (fresh process, fresh memory layout), stored in the
-catalog like any run. Then every speed metric the report prints with a spread is compared: it agrees when each run's
+Each run is a plain `slimserve bench ... --no-quality --profile full` subprocess (fresh process, fresh memory layout;
+`--profile quick` for a fast check), stored in the catalog like any run. Then every speed metric the report prints with a spread is compared: it agrees when each run's
 median lies within the other run's printed p10-p90 band. The table, the hardware and both commands go to
 bench/results/<out>.md and .json.
 """
@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from slimserve.bench.compare import compare_runs, to_markdown
+from slimserve.bench.compare import compare_runs, explain, to_markdown
 from slimserve.bench.report import fingerprint_lines
 from slimserve.bench.store import run_records, runs
 from slimserve.catalog import Catalog
@@ -34,13 +34,14 @@ def main() -> int:
     ap.add_argument("--catalog", required=True)
     ap.add_argument("--target", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=None, help="passed to slimserve bench (default: its default)")
+    ap.add_argument("--profile", default="full", help="bench profile of both runs (default full: published rigour)")
+    ap.add_argument("--rounds", type=int, default=None, help="passed to slimserve bench (default: the profile's)")
     ap.add_argument("--pause", type=float, default=30.0, help="seconds between the two runs")
     ap.add_argument("--out", default="repeat-check", help="result file stem under bench/results/")
     args = ap.parse_args()
 
     cmd = [sys.executable, "-m", "slimserve", "bench", *args.variants, "--target", args.target]
-    cmd += ["--catalog", args.catalog, "--threads", str(args.threads), "--no-quality"]
+    cmd += ["--catalog", args.catalog, "--threads", str(args.threads), "--no-quality", "--profile", args.profile]
     if args.rounds:
         cmd += ["--rounds", str(args.rounds)]
     cat = Catalog.open(args.catalog, create=False)
@@ -61,7 +62,7 @@ def main() -> int:
             f"- each run: `{shlex.join(['slimserve', *cmd[3:]])}`, {args.pause:g} s apart, separate processes",
             *fingerprint_lines(fp),
             "",
-            to_markdown(rows, a, b),
+            to_markdown(rows, a, b, explain(a, b, catalog=args.catalog)),
             "",
         ]
     )

@@ -133,3 +133,68 @@ def test_compare_two_stored_runs_from_the_cli(tmp_path, tiny_llama_dir, capsys):
     assert main(["bench", "--compare", a[0].run_id, "--catalog", str(root)]) == 2
     assert main(["bench", "--compare", a[0].run_id, "nope", "--catalog", str(root)]) == 2
     assert "no stored bench run 'nope'" in capsys.readouterr().err
+
+
+def _ctx(run_id, *, load="0.50 0.40 0.30", threads=2, build="b1", **speed):
+    from dataclasses import replace
+
+    from slimserve.bench.compare import RunContext
+
+    from .bench_helpers import fake_record
+
+    fp = replace(fake_record("v").fingerprint, threads=threads)
+    cfg = {
+        "profile": speed.pop("profile", "quick"),
+        "load_avg": load,
+        "speed": {"rounds": 1, "new_tokens": 32, **speed},
+    }
+    return RunContext(run_id, "slimserve bench", cfg, fp, builds={"v": build}, loops={"v": "torch-dynamic-kv"})
+
+
+def test_differences_name_what_moved_the_numbers():
+    from slimserve.bench.compare import differences
+
+    assert differences(_ctx("a"), _ctx("b")) == []
+    why = differences(
+        _ctx("a"), _ctx("b", load="3.10 2.00 1.00", threads=1, build="b2", profile="full", rounds=5, new_tokens=128)
+    )
+    assert why[0] == "profile: A quick, B full"
+    assert why[1] == "settings (A vs B): rounds 1 vs 5; new_tokens 32 vs 128"
+    assert why[2].startswith("load average at start (1 min): A 0.50, B 3.10 on 2 cores (B started busy")
+    assert why[3] == "threads: A 2, B 1" and why[4].startswith("variant builds differ") and "v" in why[4]
+    assert differences(_ctx("a"), _ctx("b", load="0.70 0.1 0.1")) == []  # small load differences are not news
+
+
+def _agree(metric, a, b):
+    return Agreement("v", metric, _stats(a, 0.1), _stats(b, 0.1))
+
+
+def test_drift_tells_a_host_shift_from_scatter():
+    from slimserve.bench.compare import drift, to_markdown
+
+    together = [_agree("decode tok/s", 10, 8), _agree("TTFT ms", 100, 125), _agree("prefill@128 tok/s", 400, 330)]
+    assert drift(together).startswith("Medians moved together: B is slower on 3 of 3 metrics")
+    apart = [_agree("decode tok/s", 10, 12), _agree("TTFT ms", 100, 125), _agree("prefill@128 tok/s", 400, 401)]
+    assert drift(apart).startswith("Medians moved apart: B is faster on 1, slower on 1 and within 2% on 1 of 3")
+    assert drift([_agree("decode tok/s", 10, 10.1)]).startswith("Every median moved less than 2%")
+    md = to_markdown(together, "A1", "B1", ["threads: A 2, B 1"])
+    tail = md.split("0 of 3 metrics agree.")[1]
+    assert (
+        "What differed between the runs:\n- threads: A 2, B 1" in tail
+        and "what differed above (or host drift) moves" in tail
+    )
+    assert "that is host drift" in drift(together)
+    assert "Same profile, settings" in to_markdown(together, "A1", "B1", [])
+
+
+def test_compare_cli_says_why_runs_differ(tmp_path, tiny_llama_dir, capsys):
+    root = make_catalog(tmp_path / "cat", tiny_llama_dir)
+    text = tmp_path / "eval.txt"
+    text.write_text(long_text())
+    kw = dict(catalog=root, eval_text=text, quality=False, show=False, log=lambda m: None, **QUICK)
+    a = bench(rounds=1, **kw)[0].run_id
+    b = bench(rounds=2, profile="full", **kw)[0].run_id  # ids given: both runs may start within one second
+    assert main(["bench", "--compare", a, b, "--catalog", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "What differed between the runs:" in out and "- profile: A quick, B full" in out
+    assert "rounds 1 vs 2" in out and "warmup" not in out  # only the settings that differ

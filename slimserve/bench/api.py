@@ -12,6 +12,7 @@ import gc
 import json as _json
 import os
 import secrets
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -24,12 +25,14 @@ import torch
 from ..errors import UserError, flag
 from .cost import DEFAULT_SLO_MS, cost_of, load_prices, resolve_price
 from .fingerprint import fingerprint
+from .profiles import DEFAULT_PROFILE, Profile, get_profile
+from .progress import BenchProgress, plan
 from .quality import QualityConfig, RefLogits, mc_suites, run_mc, run_perplexity, windows_of
 from .record import BenchRecord, QualityResult, SpeedResult
 from .report import to_markdown, write_reports
 from .rounds import RoundSamples, summarize
 from .runner import reset_rss_peak
-from .speed import SpeedConfig, prompt_batch, text_token_ids
+from .speed import SpeedConfig, prompt_batch, scenarios, text_token_ids
 from .speed import measure_round as run_round
 from .store import save_run, variant_build_id
 from .targets import Target, get_target
@@ -72,6 +75,21 @@ def _load_avg() -> str | None:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
     except OSError:
         return None
+
+
+def _busy_note(load_avg: str | None, cores: int) -> str | None:
+    """A warning when the machine was already busy at the start: timings will be slow and noisy."""
+    try:
+        one_min = float((load_avg or "").split()[0])
+    except (IndexError, ValueError):
+        return None
+    if one_min < cores:
+        return None
+    return (
+        f"note: load average {one_min:.1f} on {cores} cores: other work shares the CPU, so this run is slower and its "
+        "numbers noisier than on a quiet machine; compare runs only at similar load (--threads 1 often finishes "
+        "sooner on a busy machine: threads that wait for each other lose most when cores are shared)"
+    )
 
 
 def _set_loop(tgt: Target, loop: str) -> None:
@@ -126,6 +144,7 @@ def bench(
     slo_ms: float = DEFAULT_SLO_MS,
     speed: bool = True,
     quality: bool = True,
+    profile: str = DEFAULT_PROFILE,
     rounds: int | None = None,
     iters: int | None = None,
     min_seconds: float | None = None,
@@ -141,14 +160,17 @@ def bench(
 ) -> list[BenchRecord]:
     """Benchmark catalog variants on one target; store the records in the catalog index and write reports.
 
-    Progress goes to stderr (silent with json=True or a custom log); with show, the Markdown report (JSON records
-    with json=True) is printed to stdout.
+    profile: "quick" (a few minutes) or "full" (the rigour of published tables, see profiles.py); rounds, iters,
+    min_seconds, new_tokens, batches, prompt_lens and limit override the profile's values. Progress, with an ETA
+    over the whole run, goes to stderr (a progress bar on a terminal; silent with json=True; to `log` if given);
+    with show, the Markdown report (JSON records with json=True) is printed to stdout.
 
     >>> bench(["smollm2-int4-g128"], target="cpu", limit=4)
     """
     from ..catalog import Catalog
     from ..data import read_text
 
+    live = log is None and not json and sys.stderr.isatty()
     if log is None:
         log = (lambda m: print(m, file=sys.stderr, flush=True)) if not json else (lambda m: None)
     if limit is not None and limit < 1:
@@ -165,15 +187,12 @@ def bench(
     # Everything that can be wrong with the input fails here, before minutes of measuring.
     table = load_prices(prices)
     hw_key, price, price_src = resolve_price(table, hardware, price_per_hour, gpu=tgt.device.startswith("cuda"))
-    scfg = _speed_config(
-        rounds=rounds,
-        min_iters=iters,
-        min_seconds=min_seconds,
-        new_tokens=new_tokens,
-        batches=tuple(batches) if batches else None,
-        prompt_lens=tuple(prompt_lens) if prompt_lens else None,
-    )
-    qcfg = QualityConfig(**({"windows": limit, "mc_limit": limit} if limit else {}))
+    prof = get_profile(profile)
+    given = dict(rounds=rounds, iters=iters, min_seconds=min_seconds, new_tokens=new_tokens, limit=limit)
+    given.update(batches=tuple(batches) if batches else None, prompt_lens=tuple(prompt_lens) if prompt_lens else None)
+    given = {k: v for k, v in given.items() if v is not None}
+    scfg = _speed_config(prof, given)
+    qcfg = QualityConfig(**{**prof.quality, **({"windows": limit, "mc_limit": limit} if limit else {})})
     cat = Catalog.open(catalog, create=False)
     rows = _select(cat, variants, tgt, log)
     text_src = str(eval_text) if eval_text else "Pride and Prejudice (guidellm)"
@@ -192,6 +211,8 @@ def bench(
     )
     config = {
         "target": target,
+        "profile": prof.name,
+        "profile_overrides": [f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in given.items()],
         "speed": scfg.model_dump(),
         "quality": qcfg.model_dump(),
         "slo_ms": slo_ms,
@@ -202,7 +223,13 @@ def bench(
         "load_avg": _load_avg(),
         "variants": [r.name for r in rows],
     }
-    log(f"bench run {run_id}: {len(rows)} variant(s) on {target}; load average {config['load_avg']}")
+    log(
+        f"bench run {run_id}: {len(rows)} variant(s) on {target}, profile {prof.name}"
+        f"{' (--full for published numbers)' if prof.name == 'quick' else ''}; load average {config['load_avg']}"
+    )
+    busy = _busy_note(config["load_avg"], os.cpu_count() or 1)
+    if busy:
+        log(busy)
 
     speeds: dict[str, SpeedResult] = {}
     notes: dict[str, list[str]] = {r.name: [] for r in rows}
@@ -214,18 +241,22 @@ def bench(
             ids_cache[key] = text_token_ids(runner.tokenizer, text)
         return ids_cache[key]
 
-    if speed:
-        speeds = _speed_phase(rows, tgt, threads, scfg, tokens_for, log)
-        for row in rows:
-            for b, err in speeds[row.name].batch_errors.items():
-                log(f"{row.name}: batch {b} did not run: {err}")
-            if tgt.device == "cpu" and row.manifest.get("format") == "compressed-tensors":
-                notes[row.name].append(CPU_DEQUANT_NOTE)
-
     qualities: dict[str, QualityResult] = {}
-    if quality:
-        qualities = _quality_phase(rows, ref, tgt, threads, text, text_src, qcfg, suites, tokens_for, notes, log)
-        _release_memory()
+    with _progress(rows, ref, scfg, qcfg, suites, speed=speed, quality=quality, log=log, live=live) as prog:
+        log = prog.log
+        if speed:
+            speeds = _speed_phase(rows, tgt, threads, scfg, tokens_for, prog)
+            for row in rows:
+                for b, err in speeds[row.name].batch_errors.items():
+                    log(f"{row.name}: batch {b} did not run: {err}")
+                if tgt.device == "cpu" and row.manifest.get("format") == "compressed-tensors":
+                    notes[row.name].append(CPU_DEQUANT_NOTE)
+        if quality:
+            qualities = _quality_phase(
+                rows, ref, tgt, threads, text, text_src, qcfg, suites, tokens_for, notes, log, step=prog.step
+            )
+            _release_memory()
+        prog.finish()
 
     records = []
     for row in rows:
@@ -261,15 +292,25 @@ def bench(
     return records
 
 
+def _progress(rows, ref, scfg, qcfg, suites, *, speed, quality, log, live) -> BenchProgress:  # noqa: ANN001
+    """The run's plan (speed rounds x variants, then the quality passes, reference first) and its display."""
+    passes = ([ref.name] if ref else []) + [r.name for r in rows if ref is None or r.name != ref.name]
+    steps = plan([r.name for r in rows] if speed else [], scfg.rounds, scenarios(scfg), passes if quality else [])
+    mc_tokens = 40 * sum(len(it.choices) for items, _ in suites.values() for it in items)  # rough; replaced once timed
+    return BenchProgress(steps, log=log, live=live, quality_tokens=qcfg.windows * qcfg.ctx + mc_tokens)
+
+
 _FLAGS = {"min_iters": "--iters", "min_seconds": "--min-seconds"}
 
 
-def _speed_config(**given: Any) -> SpeedConfig:
-    """SpeedConfig from the flags that were given; a bad value names its flag."""
+def _speed_config(profile: Profile, given: dict[str, Any]) -> SpeedConfig:
+    """The profile's SpeedConfig with the settings given explicitly (bench() keywords) on top; a bad value names
+    its flag."""
     from pydantic import ValidationError
 
+    fields = {("min_iters" if k == "iters" else k): v for k, v in given.items() if k != "limit"}
     try:
-        return SpeedConfig(**{k: v for k, v in given.items() if v is not None})
+        return SpeedConfig(**{**profile.speed, **fields})
     except ValidationError as exc:
         err = exc.errors()[0]
         name = str(err["loc"][0])
@@ -277,22 +318,27 @@ def _speed_config(**given: Any) -> SpeedConfig:
         raise UserError(f"{err['msg'].lower()}, got {err.get('input')!r}", field=flag) from None
 
 
-def _speed_phase(rows, tgt, threads, scfg, tokens_for, log):  # noqa: ANN001, ANN202
+def _speed_phase(rows, tgt, threads, scfg, tokens_for, progress: BenchProgress):  # noqa: ANN001, ANN202
     """scfg.rounds rounds; each round loads every variant afresh in turn (A B A B ...), so drift of a shared
     machine hits all variants alike and lands in the spread. One variant is in memory at a time."""
     samples: dict[str, list[RoundSamples]] = {r.name: [] for r in rows}
     failed: dict[str, dict[int, str]] = {r.name: {} for r in rows}
     loops: dict[str, str] = {}
+    log = progress.log
     for k in range(scfg.rounds):
         for i, row in enumerate(rows, 1):
-            log(f"[round {k + 1}/{scfg.rounds}] [{i}/{len(rows)}] {row.name}: speed")
+            progress.step(f"[round {k + 1}/{scfg.rounds}] [{i}/{len(rows)}] {row.name}: speed")
             _release_memory()
             _reset_peak(tgt.device)
             t0 = time.perf_counter()
             runner = tgt.load(row.path, row.manifest, threads)
             load_s = time.perf_counter() - t0
+            progress.tick("load")
             try:
-                rs = run_round(runner, tokens_for(runner), scfg, load_s=load_s, skip_batches=failed[row.name], log=log)
+                ids = tokens_for(runner)
+                rs = run_round(
+                    runner, ids, scfg, load_s=load_s, skip_batches=failed[row.name], log=log, tick=progress.tick
+                )
                 rs.peak_mem_mb = runner.peak_memory_mb()
                 loops[row.name] = runner.loop
             finally:
@@ -301,6 +347,7 @@ def _speed_phase(rows, tgt, threads, scfg, tokens_for, log):  # noqa: ANN001, AN
             failed[row.name].update(rs.batch_errors)
             samples[row.name].append(rs)
             log(f"  load {load_s:.1f} s, peak {rs.peak_mem_mb or 0:.0f} MB")
+            progress.prefill_speed(max((statistics.median(v) for v in rs.prefill_tok_s.values() if v), default=0.0))
     return {r.name: summarize(samples[r.name], loop=loops[r.name], size_mb=_size_mb(r)) for r in rows}
 
 
@@ -323,8 +370,10 @@ def _check_text_length(
             prompt_batch(ids, n, max(scfg.batches) if n == scfg.batch_prompt_len else 1, source=source)
 
 
-def _quality_phase(rows, ref, tgt, threads, text, text_src, qcfg, suites, tokens_for, notes, log):  # noqa: ANN001, ANN202
-    """Reference first (kept logits), then every other variant scored against it."""
+def _quality_phase(rows, ref, tgt, threads, text, text_src, qcfg, suites, tokens_for, notes, log, step=None):  # noqa: ANN001, ANN202
+    """Reference first (kept logits), then every other variant scored against it. step(msg) announces each pass
+    (the progress display counts them); default: log."""
+    step = step or log
     out: dict[str, QualityResult] = {}
     ref_logits: RefLogits | None = None
     ref_ppl: float | None = None
@@ -336,7 +385,7 @@ def _quality_phase(rows, ref, tgt, threads, text, text_src, qcfg, suites, tokens
         if ref_tgt is not tgt:
             for r in rows:
                 notes[r.name].append(f"reference logits computed on target 'cpu' ({tgt.supports(ref.manifest)})")
-        log(f"quality: reference {ref.name}")
+        step(f"quality: reference {ref.name}")
         runner = ref_tgt.load(ref.path, ref.manifest, threads)
         try:
             q, ref_logits = run_perplexity(runner, tokens_for(runner), qcfg, source=text_src, ref=None, keep=True)
@@ -349,7 +398,7 @@ def _quality_phase(rows, ref, tgt, threads, text, text_src, qcfg, suites, tokens
         finally:
             runner.close()
     for row in (r for r in rows if ref is None or r.name != ref.name):
-        log(f"quality: {row.name}")
+        step(f"quality: {row.name}")
         _release_memory()
         runner = tgt.load(row.path, row.manifest, threads)
         try:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .profiles import profile_line
 from .record import BenchRecord, Fingerprint, LatencyStats
 
 
@@ -49,6 +50,8 @@ def to_markdown(records: list[BenchRecord], config: dict[str, Any]) -> str:
         *fingerprint_lines(fp),
         f"- created: {records[0].created}",
     ]
+    if profile_line(config):
+        lines.append(profile_line(config))
     if config.get("load_avg") is not None:
         lines.append(f"- load average (1/5/15 min) at start: {config['load_avg']}")
     loops = sorted({r.speed.loop for r in records if r.speed})

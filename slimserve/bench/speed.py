@@ -3,7 +3,7 @@
 Each scenario warms up, then repeats until it has at least `min_iters` iterations and `min_seconds` of measurement
 (capped at `max_iters`), optimum-benchmark style; that is one round (measure_round), and the harness runs
 `rounds` of them per variant, interleaved across variants (see rounds.py for why). Prompts are slices of real
-text, never constant tokens.
+text, never constant tokens. SpeedConfig's defaults are the `full` profile; profiles.py holds `quick`, the default.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ T = TypeVar("T")
 
 
 class SpeedConfig(BaseModel):
-    """How long and what to time. Defaults fit a 2-core CPU; raise them on a quiet or bigger machine."""
+    """How long and what to time. The defaults are the `full` profile (over an hour for four variants on 2 cores);
+    `slimserve bench` starts from the `quick` profile unless given --full (see profiles.py)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -41,6 +42,11 @@ class SpeedConfig(BaseModel):
     batch_prompt_len: int = Field(128, ge=1)
     batch_new_tokens: int = Field(32, ge=2)
     memory_headroom: float = Field(0.8, gt=0, le=1)  # a batch may use at most this share of the free memory
+
+
+def scenarios(cfg: SpeedConfig) -> list[str]:
+    """The scenarios one round runs, in order (progress plans the run with them)."""
+    return [f"prefill@{n}" for n in cfg.prompt_lens] + ["decode"] + [f"batch {b}" for b in cfg.batches if b != 1]
 
 
 def measure(fn: Callable[[], T], cfg: SpeedConfig, warm: Callable[[], object] | None = None) -> list[T]:
@@ -97,9 +103,11 @@ def measure_round(
     load_s: float | None = None,
     skip_batches: dict[int, str] | None = None,
     log: Callable[[str], None] = lambda m: None,
+    tick: Callable[[str], None] = lambda scenario: None,
 ) -> RoundSamples:
     """One round of every speed scenario on a loaded runner; prompt_ids is a tokenized real text (1-D).
-    skip_batches: batch sizes already known not to fit (from an earlier round), with the reason."""
+    skip_batches: batch sizes already known not to fit (from an earlier round), with the reason. tick is called
+    with each scenario's name (see scenarios()) once it is done or skipped."""
     out = RoundSamples(load_s=load_s, batch_errors=dict(skip_batches or {}))
 
     # Prefill: one forward over the prompt plus the first token; TTFT is the same wall time.
@@ -110,6 +118,7 @@ def measure_round(
         if i == 0:
             out.ttft_s = [r.ttft_s for r in runs]
         log(f"  prefill {n}: {statistics.median(out.prefill_tok_s[n]):.1f} tok/s")
+        tick(f"prefill@{n}")
 
     # Decode at batch 1: tokens after the first, over new_tokens steps.
     ids = prompt_batch(prompt_ids, cfg.batch_prompt_len, 1)
@@ -122,12 +131,14 @@ def measure_round(
     log(
         f"  decode: {statistics.median(out.decode_tok_s):.2f} tok/s, ITL p50 {1000 * statistics.median(out.itl_s):.1f} ms"
     )
+    tick("decode")
 
     for b in cfg.batches:
-        if b in out.batch_errors:
-            continue
         if b == 1:  # the decode scenario above is batch 1
             out.batch_tok_s[1], out.batch_itl_s[1] = out.decode_tok_s, out.itl_s
+            continue
+        if b in out.batch_errors:
+            tick(f"batch {b}")
             continue
         seq_len = cfg.batch_prompt_len + cfg.batch_new_tokens
         err = batch_fit_error(runner, b, seq_len, cfg.memory_headroom)
@@ -150,6 +161,7 @@ def measure_round(
                     torch.cuda.empty_cache()
         if err is not None:
             out.batch_errors[b] = err
+        tick(f"batch {b}")
     return out
 
 

@@ -7,10 +7,11 @@ import argparse
 from . import catalog_arg, kwargs_of
 
 EPILOG = """examples:
-  slimserve bench --target cpu                          # every variant in the catalog, on this machine
+  slimserve bench --target cpu                          # every variant, quick profile (minutes on a quiet 2-core box)
+  slimserve bench --target cpu --full                   # the rigour of published tables (over an hour for 4 variants)
+  slimserve bench smollm2-int4-g128 --limit 4           # a quick look: one variant (+ the reference, for KLD)
   slimserve bench smollm2-int4-g128 --target cpu --json
   slimserve bench --target cuda --price-per-hour 1.006  # on a GPU machine (e.g. an A10G at on-demand price)
-  slimserve bench --limit 4 --iters 2 --min-seconds 0   # a quick look
   slimserve bench --list-targets                        # which targets run here, and why not
   slimserve bench --list-runs                           # stored runs, newest first
   slimserve bench --compare                             # do the two newest runs agree within their spread?
@@ -43,18 +44,38 @@ def register(sub) -> None:
     p.add_argument("--prices", default=None, help="a price table YAML replacing the shipped one")
     p.add_argument("--eval-text", default=None, help="text file for perplexity (default: Pride and Prejudice)")
     p.add_argument("--eval-mc", default=None, help="JSONL of {question, choices, answer} instead of ARC-Easy/HellaSwag")
-    p.add_argument("--limit", type=int, default=None, help="at most N perplexity windows and N questions per task")
-    p.add_argument("--slo-ms", type=float, default=100.0, help="p99 inter-token latency SLO for the output price")
     p.add_argument(
-        "--rounds", type=int, default=None, help="measurement rounds, interleaved across variants (default 5)"
+        "--limit",
+        type=int,
+        default=None,
+        help="at most N perplexity windows and N questions per task (quick 16 and 10, full 32 and 50)",
+    )
+    p.add_argument("--slo-ms", type=float, default=100.0, help="p99 inter-token latency SLO for the output price")
+    prof = p.add_mutually_exclusive_group()
+    prof.add_argument(
+        "--profile",
+        default="quick",
+        help="how much to measure: quick (default, a few minutes: 1 round, short scenarios, 16 perplexity windows) "
+        "or full (published-table rigour: 5 rounds, batches 1,4,16, 32 windows; over an hour for 4 variants on "
+        "2 cores); the flags below override single values",
+    )
+    prof.add_argument("--full", dest="profile", action="store_const", const="full", help="same as --profile full")
+    p.add_argument(
+        "--rounds", type=int, default=None, help="measurement rounds, interleaved across variants (quick 1, full 5)"
     )
     p.add_argument(
         "--iters", type=int, default=None, help="minimum timed iterations per scenario and round (default 1)"
     )
-    p.add_argument("--min-seconds", type=float, default=None, help="minimum seconds per scenario and round (default 1)")
-    p.add_argument("--new-tokens", type=int, default=None, help="tokens decoded in the decode scenario (default 128)")
-    p.add_argument("--batches", type=_ints, default=None, help="batch sizes, e.g. 1,4,16 (default)")
-    p.add_argument("--prompt-lens", type=_ints, default=None, help="prefill prompt lengths, e.g. 128,512 (default)")
+    p.add_argument(
+        "--min-seconds", type=float, default=None, help="minimum seconds per scenario and round (quick 0.5, full 1)"
+    )
+    p.add_argument(
+        "--new-tokens", type=int, default=None, help="tokens decoded in the decode scenario (quick 32, full 128)"
+    )
+    p.add_argument("--batches", type=_ints, default=None, help="batch sizes, e.g. 1,4,16 (quick 1,8; full 1,4,16)")
+    p.add_argument(
+        "--prompt-lens", type=_ints, default=None, help="prefill prompt lengths, e.g. 128,512 (quick 128; full 128,512)"
+    )
     p.add_argument("--no-speed", dest="speed", action="store_false", help="skip the speed scenarios (and cost)")
     p.add_argument("--no-quality", dest="quality", action="store_false", help="skip the quality scenarios")
     p.add_argument("--loop", default=None, help="PyTorch decode loop: dynamic-kv (default), static-kv, generate")
@@ -105,6 +126,7 @@ def bench_cmd(args: argparse.Namespace) -> int:
             "limit",
             "slo_ms",
             "speed",
+            "profile",
             "rounds",
             "quality",
             "iters",
@@ -121,11 +143,11 @@ def bench_cmd(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from ..bench.compare import compare_runs, to_markdown
+    from ..bench.compare import compare_runs, explain, to_markdown
     from ..errors import UserError
 
     if len(args.compare) not in (0, 2):
         raise UserError(f"--compare takes two run ids or none, got {len(args.compare)}", field="--compare")
     a, b, rows = compare_runs(*args.compare, catalog=args.catalog)
-    print(to_markdown(rows, a, b))
+    print(to_markdown(rows, a, b, explain(a, b, catalog=args.catalog)))
     return 0
