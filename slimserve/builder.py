@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from .catalog import Catalog, VariantRow
-from .errors import UserError, flag
+from .errors import GateRejected, UserError, flag
 from .manifest import MANIFEST_VERSION, file_table, now_iso, versions, weight_bytes
 from .recipe import Recipe, load_recipe, steps_of
 from .sources import ResolvedBase, resolve_base, sha256_file
@@ -17,7 +17,7 @@ from .steps import DISCRIMINATOR, STEPS, StepContext
 from .writers import WRITERS
 
 log = logging.getLogger("slimserve")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def build(
@@ -55,16 +55,34 @@ def build(
         "hash": r.content_hash(),
         "file_sha256": sha256_file(Path(recipe_file)),
     }
-    rows = []
+    rows, rejected = [], {}
+    checker = _gate_checker(chosen, base)
     for i, v in enumerate(chosen, 1):
         console.print(f"[bold]\\[{i}/{len(chosen)}][/bold] building {v.name} ({v.tier})")
-        rows.append(_build_variant(cat, r, v, base, recipe_info, recipe_file, force))
-        row = rows[-1]
+        row = _build_variant(cat, r, v, base, recipe_info, recipe_file, force, checker)
+        if isinstance(row, str):
+            rejected[v.name] = row
+            console.print(f"  [red]rejected[/red] by its gates: {row}; nothing was written")
+            continue
+        rows.append(row)
+        gate = row.manifest.get("gate_check")
         console.print(
             f"  -> {row.path}  {row.format}  {row.size_bytes / 1e6:.1f} MB  "
             f"{row.manifest['bits_per_weight']:.2f} bits/weight  {row.manifest['build_seconds']:.1f}s"
+            + (f"  gates {gate['status']} ({gate['target']})" if gate else "")
         )
+    if rejected:
+        raise GateRejected(rejected, rows)
     return rows
+
+
+def _gate_checker(chosen, base: ResolvedBase):
+    """One reference for every variant of this build that asks for a build-time gate check (None if none does)."""
+    if not any(v.gates is not None and v.gates.check == "build" for v in chosen):
+        return None
+    from .bench.gate_check import GateChecker
+
+    return GateChecker(base.path)
 
 
 def _choose(r: Recipe, names: list[str] | None, file: str):
@@ -98,7 +116,8 @@ def count_params(model) -> int:
     return total
 
 
-def _build_variant(cat: Catalog, r: Recipe, v, base: ResolvedBase, recipe_info: dict, recipe_file: str, force: bool):
+def _build_variant(cat: Catalog, r: Recipe, v, base: ResolvedBase, recipe_info: dict, recipe_file: str, force: bool,
+                   checker=None):  # fmt: skip
     from transformers import AutoTokenizer
 
     t0 = time.perf_counter()
@@ -175,7 +194,25 @@ def _build_variant(cat: Catalog, r: Recipe, v, base: ResolvedBase, recipe_info: 
             "build_seconds": round(time.perf_counter() - t0, 2),
             **extra,
         }
+        if checker is not None and v.gates is not None and v.gates.check == "build":
+            verdict = _check_gates(checker, tmp, manifest)
+            if verdict.status == "rejected":
+                return verdict.reason
+            manifest["gate_check"] = verdict.to_dict()
         return cat.commit(tmp, manifest, force=force)
+
+
+def _check_gates(checker, staged: Path, manifest: dict):
+    """Score the staged artifact (it needs its manifest on disk to load) against the base on held-out text."""
+    import json
+
+    from .catalog import MANIFEST
+
+    (staged / MANIFEST).write_text(json.dumps(manifest))
+    with console.status(f"checking the gates of {manifest['name']} on held-out text"):
+        verdict = checker.check(staged, manifest)
+    console.print(f"  gates: {verdict.summary()}")
+    return verdict
 
 
 def _config_summary(model) -> dict:

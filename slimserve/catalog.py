@@ -197,7 +197,7 @@ class Catalog:
                 m.get("format", "hf"),
                 m.get("size_bytes"),
                 m.get("params"),
-                "built",
+                (m.get("gate_check") or {}).get("status") or ("reference" if m.get("reference") else "built"),
                 json.dumps(m, sort_keys=True),
                 m.get("built_at"),
             ),

@@ -114,3 +114,19 @@ class DependencyError(UserError):
         super().__init__(
             f"{purpose} needs the package '{package}', which is not installed", hint=f"Install it with: {cmd}"
         )
+
+
+class GateRejected(SlimserveError):
+    """Variants whose quality gates failed at build time (`gates: {check: build}`): they were not written.
+
+    Not a UserError: the recipe was valid, the result was not good enough. The CLI exits 1. `rows` holds the
+    variants that did land.
+    """
+
+    def __init__(self, rejected: dict[str, str], rows: list):
+        self.rejected, self.rows = rejected, rows
+        lines = "\n".join(f"  {name}: {why}" for name, why in rejected.items())
+        super().__init__(
+            f"{len(rejected)} variant(s) rejected by their gates at build time; nothing was written for them "
+            f"({len(rows)} other variant(s) landed):\n{lines}"
+        )

@@ -23,6 +23,7 @@ import difflib
 import hashlib
 import json
 import re
+import types
 import typing
 from functools import lru_cache
 from pathlib import Path
@@ -53,11 +54,26 @@ class BaseSpec(_Strict):
 
 
 class Gates(_Strict):
-    """Quality gates checked against the reference variant by `slimserve bench`."""
+    """Quality gates, checked against the reference on held-out text (slimserve/gates.py).
+
+    `slimserve bench` checks them on every run and marks the variant passed or rejected; rejected variants are left
+    out of tiers, exports and the report. `check: build` also checks them before the variant lands in the catalog.
+
+    ```yaml
+    gates: {max_kld: 0.08, min_top1: 0.83, check: build}
+    ```
+    """
 
     max_ppl_increase: float | None = Field(None, ge=0, description="relative perplexity increase, 0.10 = +10%")
     max_kld: float | None = Field(None, ge=0, description="mean KL divergence vs the reference")
     min_top1: float | None = Field(None, ge=0, le=1, description="top-1 agreement with the reference")
+    check: Literal["bench", "build"] = Field("bench", description="bench: on every bench run; build: also at build")
+
+    @model_validator(mode="after")
+    def _some_limit(self):
+        if all(getattr(self, k) is None for k in ("max_ppl_increase", "max_kld", "min_top1")):
+            raise ValueError("gates need at least one of max_ppl_increase, max_kld, min_top1")
+        return self
 
 
 # Cross-field checks, pure so that they also run on the raw input when a field error made pydantic skip them.
@@ -87,10 +103,29 @@ class Variant(_Strict):
 
     @model_validator(mode="after")
     def _reference_has_no_steps(self):
-        problem = reference_problem(self.reference, self.steps)
+        problem = reference_problem(self.reference, self.steps) or grid_problem(self.steps)
         if problem:
             raise ValueError(problem)
         return self
+
+
+def grid_problem(steps: list[Any]) -> str | None:
+    """A per-channel quantize grid that a later MatMulNBits export would have to reuse: caught before any work."""
+    grid = None
+    for j, step in enumerate(steps):
+        q, e = getattr(step, "quantize", None), getattr(step, "export", None)
+        if q is not None and hasattr(q, "group_size"):
+            grid = (j, q)
+        if e is None or grid is None or getattr(e, "weights", None) not in ("int4", "int8"):
+            continue
+        j0, q = grid
+        if q.group_size is None and e.use_step_qparams and e.on_unsupported_grid == "error":
+            return (
+                f"steps[{j0}].quantize rounds per output channel (group_size: null), which steps[{j}].export cannot "
+                "hold in MatMulNBits (block sizes 16, 32, 64, 128, 256): give the quantize step a group_size "
+                "(32, 64 or 128), or set `on_unsupported_grid: reround` on the export"
+            )
+    return None
 
 
 class Recipe(_Strict):
@@ -282,9 +317,16 @@ def _is_model(t) -> bool:
 
 
 def _unwrap(t):
-    while typing.get_origin(t) is Annotated:
-        t = typing.get_args(t)[0]
-    return t
+    """Strip Annotated[...] and Optional (X | None) down to X."""
+    while True:
+        if typing.get_origin(t) is Annotated:
+            t = typing.get_args(t)[0]
+            continue
+        args = [a for a in typing.get_args(t) if a is not type(None)]
+        if typing.get_origin(t) in (Union, types.UnionType) and len(args) == 1:
+            t = args[0]
+            continue
+        return t
 
 
 def _item_type(t):

@@ -162,3 +162,39 @@ def test_cli_exit_codes(fresh_catalog, capsys):
     assert main(["bench", "--list-targets"]) == 0
     assert "cpu" in capsys.readouterr().out
     assert "cpu" in TARGETS
+
+
+def _set_manifest(path, **fields):
+    m = json.loads((path / "manifest.json").read_text())
+    m.update(fields)
+    (path / "manifest.json").write_text(json.dumps(m))
+
+
+def test_bench_enforces_gates_and_sets_the_catalog_status(tmp_path, tiny_llama_dir):
+    root = make_catalog(tmp_path / "cat", tiny_llama_dir, {"tiny-close": 0.001, "tiny-far": 0.2})
+    _set_manifest(root / "tiny-close", gates={"max_kld": 0.05, "min_top1": 0.5, "check": "bench"})
+    _set_manifest(root / "tiny-far", gates={"max_kld": 0.05, "check": "bench"})
+    text = tmp_path / "eval.txt"
+    text.write_text(long_text())
+    recs = {r.variant: r for r in bench(catalog=root, eval_text=text, speed=False, **QUICK)}
+    assert recs["tiny-close"].gate["status"] == "passed" and recs["tiny-fp32"].gate["status"] == "reference"
+    far = recs["tiny-far"].gate
+    assert far["status"] == "rejected" and far["checks"][0]["value"] > 0.05 and far["target"] == "cpu"
+    assert far["run_id"] == recs["tiny-far"].run_id and "FAILS" in far["reason"]
+    cat = Catalog.open(root)
+    assert {v.name: v.status for v in cat.variants()} == {"tiny-close": "passed", "tiny-far": "rejected",
+                                                            "tiny-fp32": "reference"}  # fmt: skip
+    stored = {r.variant: r for r in latest_records(cat)}
+    assert stored["tiny-far"].gate == far  # the verdict is kept with the record
+
+
+def test_bench_refuses_to_score_on_calibration_windows(fresh_catalog):
+    import hashlib
+
+    root, text = fresh_catalog
+    sha = hashlib.sha256(text.read_text(encoding="utf-8").encode("utf-8")).hexdigest()
+    calib = {"calibration": {"text": str(text), "token_range": [0, 10**7], "text_sha256": sha}}
+    _set_manifest(root / "tiny-noisy", steps=[{"kind": "quantize", "method": "gptq", "records": calib}])
+    with pytest.raises(UserError, match="tiny-noisy' would be scored on text it was calibrated on"):
+        bench(catalog=root, eval_text=text, **QUICK)
+    assert not latest_records(Catalog.open(root))

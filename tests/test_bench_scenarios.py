@@ -152,10 +152,15 @@ def test_non_memory_errors_propagate():
 
 
 def test_windows_and_too_short_text():
+    start = QualityConfig(ctx=8, stride=4, windows=100, placement="start")
+    assert windows_of(9, start, source="t") == [(0, 1)]
+    assert windows_of(20, start, source="t") == [(0, 1), (4, 4), (8, 4), (12, 4)]
+    # the default reads the end of the text (calibration reads its start): the last window ends at the last token
     cfg = QualityConfig(ctx=8, stride=4, windows=100)
-    assert windows_of(9, cfg, source="t") == [(0, 1)]
-    assert windows_of(20, cfg, source="t") == [(0, 1), (4, 4), (8, 4), (12, 4)]
-    assert len(windows_of(10_000, QualityConfig(ctx=8, stride=4, windows=3), source="t")) == 3
+    assert windows_of(9, cfg, source="t") == [(1, 1)]
+    assert windows_of(21, cfg, source="t") == [(1, 1), (5, 4), (9, 4), (13, 4)]
+    three = windows_of(10_000, QualityConfig(ctx=8, stride=4, windows=3), source="t")
+    assert [s for s, _ in three] == [9984, 9988, 9992] and three[-1][0] + 8 == 10_000
     with pytest.raises(UserError, match="fewer than one evaluation window") as e:
         windows_of(8, cfg, source="short.txt")
     assert "short.txt" in str(e.value)

@@ -63,9 +63,10 @@ def test_generate_stops_at_eos_and_samples(fp32_runner):
 @pytest.mark.parametrize(
     "settings",
     [
-        {"block_size": 32},  # int zero points, int4 everywhere incl. GatherBlockQuantized embedding
+        {"block_size": 32, "lm_head_bits": 4, "embedding_bits": 4},  # int zero points, int4 everywhere
         {"block_size": 32, "zero_point": "float", "lm_head_bits": 8, "embedding_bits": 8},  # Q4_1-file numerics
         {"block_size": 128, "symmetric": True},  # 64-wide inputs: padded last block; embedding falls back to 64
+        {"weights": "int8", "block_size": 32, "search": True},  # weight-only 8-bit MatMulNBits, searched grid
     ],
 )
 def test_int4_graph_equals_dequantized_model(model, tmp_path, settings):
@@ -76,7 +77,7 @@ def test_int4_graph_equals_dequantized_model(model, tmp_path, settings):
     from slimserve.onnx.steps import OnnxExportConfig
 
     packed = {}
-    plan = WeightPlan(OnnxExportConfig(weights="int4", accuracy_level=0, **settings))
+    plan = WeightPlan(OnnxExportConfig(**{"weights": "int4", **settings}, accuracy_level=0))
 
     def recording_plan(name, w, sources):
         packed[name] = plan(name, w, sources)
@@ -86,7 +87,7 @@ def test_int4_graph_equals_dequantized_model(model, tmp_path, settings):
     ops = [n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node]
     assert ops.count("MatMulNBits") == 4 * 2 + 1 and "MatMul" not in ops  # 4 per layer + the untied lm_head
     assert ops.count("GatherBlockQuantized") == 1
-    assert packed["lm_head"].bits == settings.get("lm_head_bits", 4)
+    assert packed["lm_head"].bits == settings.get("lm_head_bits", 8)  # default: llama.cpp's Q8_0 output tensor
     deq = tiny_model()
     with torch.no_grad():
         for i, layer in enumerate(deq.model.layers):
@@ -113,7 +114,11 @@ def _ctx(d: Path) -> StepContext:
 
 @pytest.mark.parametrize(
     "settings,op",
-    [({"weights": "int4", "block_size": 128}, "MatMulNBits"), ({"weights": "int8"}, "MatMulInteger")],
+    [
+        ({"weights": "int4", "block_size": 128}, "MatMulNBits"),
+        ({"weights": "int8"}, "MatMulNBits"),
+        ({"weights": "int8-dynamic"}, "MatMulInteger"),
+    ],
 )
 def test_export_step_writes_a_self_describing_dir(model, tmp_path, settings, op):
     from slimserve.onnx.steps import OnnxExportConfig, apply_onnx

@@ -80,7 +80,7 @@ def test_bucket_config_validation():
     with pytest.raises(ValueError, match="distinct positive"):
         StaticExportConfig(sequence_lengths=[128, 128])
     with pytest.raises(ValueError, match="int4"):
-        StaticExportConfig(weights="int8")
+        StaticExportConfig(weights="int8-dynamic")
 
 
 def test_neuron_argument_mapping_legacy_and_nxd():

@@ -3,7 +3,16 @@
 import pytest
 import torch
 
-from slimserve.quant.math import compute_qparams, dequantize, pack_int4, qrange, quantize, sqnr_db, unpack_int4
+from slimserve.quant.math import (
+    compute_qparams,
+    dequantize,
+    fake_quantize,
+    pack_int4,
+    qrange,
+    quantize,
+    sqnr_db,
+    unpack_int4,
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +79,49 @@ def test_pack_unpack_int4_exact_round_trip():
 def test_pack_rejects_odd_length():
     with pytest.raises(ValueError, match="even"):
         pack_int4(torch.zeros(3, dtype=torch.int8))
+
+
+@pytest.mark.parametrize("bits,group,sym", [(4, 32, False), (4, 64, True), (8, 32, True), (4, None, False)])
+def test_searched_grid_is_never_worse_and_usually_better(bits, group, sym):
+    from slimserve.quant.search import search_qparams, weighted_error
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(64, 128, generator=g) * torch.rand(1, 128, generator=g)
+    w[:, :2] *= 6  # outlier channels, as in real weights
+    base, found = compute_qparams(w, bits, group, sym), search_qparams(w, bits, group, sym)
+    e0, e1 = weighted_error(w, base), weighted_error(w, found)
+    assert (e1 <= e0 * (1 + 1e-6)).all()
+    assert e1.sum() < 0.97 * e0.sum()
+    # a valid grid: integer zero points in range, codes round-trip exactly
+    if not sym:
+        assert torch.equal(found.zero_point, found.zero_point.round()) and found.zero_point.abs().max() <= 2**bits
+    wq = fake_quantize(w, found)
+    assert torch.equal(fake_quantize(wq, found), wq)
+
+
+def test_search_uses_the_importance_it_is_given():
+    from slimserve.quant.search import search_qparams, weighted_error
+
+    w = torch.randn(32, 64, generator=torch.Generator().manual_seed(1))
+    imp = torch.ones(64)
+    imp[:8] = 100.0  # the first channels matter most (an activation statistic)
+    plain, weighted = search_qparams(w, 4, 32, False), search_qparams(w, 4, 32, False, importance=imp)
+    assert weighted_error(w, weighted, imp).sum() <= weighted_error(w, plain, imp).sum()
+
+
+def test_allocate_spends_the_budget_by_sensitivity_per_weight():
+    from slimserve.quant.mixed import Unit, allocate
+
+    units = [
+        Unit("big", ["big"], 1000, sensitivity=0.5),  # 5e-4 per weight
+        Unit("small-sharp", ["a"], 100, sensitivity=0.2),  # 2e-3 per weight: first
+        Unit("small-dull", ["b"], 100, sensitivity=0.001),
+        Unit("flat", ["c"], 100, sensitivity=0.0),  # never promoted: nothing to gain
+    ]
+    bpw = allocate(units, 4 + 4 * 1100 / 1300, 4, 8)  # room for exactly big + small-sharp
+    assert {u.name for u in units if u.bits == 8} == {"big", "small-sharp"}
+    assert bpw == pytest.approx(4 + 4 * 1100 / 1300)
+    assert [u.name for u in sorted(units, key=lambda u: u.rank)][:2] == ["small-sharp", "big"]
+    assert allocate(units, 4.0, 4, 8) == 4.0 and all(u.bits == 4 for u in units)
+    tight = allocate(units, 4 + 4 * 150 / 1300, 4, 8)  # big does not fit; the smaller ones still may
+    assert {u.name for u in units if u.bits == 8} == {"small-sharp"} and tight <= 4 + 4 * 150 / 1300

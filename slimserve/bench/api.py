@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import hashlib
 import json as _json
 import os
 import secrets
@@ -25,9 +26,10 @@ import torch
 from ..errors import UserError, flag
 from .cost import DEFAULT_SLO_MS, cost_of, load_prices, resolve_price
 from .fingerprint import fingerprint
+from .gate_check import record_verdicts, refuse_calibration_overlap
 from .profiles import DEFAULT_PROFILE, Profile, get_profile
 from .progress import BenchProgress, plan
-from .quality import QualityConfig, RefLogits, mc_suites, run_mc, run_perplexity, windows_of
+from .quality import QualityConfig, RefLogits, mc_suites, run_mc, run_perplexity
 from .record import BenchRecord, QualityResult, SpeedResult
 from .report import to_markdown, write_reports
 from .rounds import RoundSamples, summarize
@@ -198,7 +200,8 @@ def bench(
     text_src = str(eval_text) if eval_text else "Pride and Prejudice (guidellm)"
     text = read_text(eval_text)
     suites = mc_suites(qcfg, eval_mc) if quality else {}
-    _check_text_length(rows[0], text, text_src, scfg, qcfg, speed=speed, quality=quality)
+    text_sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    _check_text_length(rows, text, text_src, scfg, qcfg, speed=speed, quality=quality, text_sha=text_sha)
 
     ref_rows = [v for v in cat.variants() if v.manifest.get("reference")]
     ref = ref_rows[0] if ref_rows else None
@@ -238,7 +241,7 @@ def bench(
     def tokens_for(runner: Any) -> torch.Tensor:
         key = type(runner.tokenizer).__name__ + str(getattr(runner.tokenizer, "name_or_path", ""))
         if key not in ids_cache:
-            ids_cache[key] = text_token_ids(runner.tokenizer, text)
+            ids_cache[key] = text_token_ids(runner.tokenizer, text, max_chars=None)  # windows read its end
         return ids_cache[key]
 
     qualities: dict[str, QualityResult] = {}
@@ -280,8 +283,13 @@ def bench(
             )
         )
     _compare_to_reference(records, ref.name if ref else None)
+    if quality:
+        record_verdicts(records, {r.name: r.manifest for r in rows}, text_sha, log)
 
     save_run(cat, records, config=config, builds={r.name: variant_build_id(r.manifest) for r in rows})
+    if quality:
+        for r in records:
+            cat.set_status(r.variant, r.gate["status"])
     out_dir = Path(out) if out else Path(cat.root) / "bench"
     js, md = write_reports(records, config, out_dir)
     log(f"stored run {run_id} in {cat.root / 'index.sqlite'}; reports {js} and {md}")
@@ -352,19 +360,20 @@ def _speed_phase(rows, tgt, threads, scfg, tokens_for, progress: BenchProgress):
 
 
 def _check_text_length(
-    row: Any, text: str, source: str, scfg: SpeedConfig, qcfg: QualityConfig, *, speed: bool, quality: bool
-) -> None:
-    """Fail before measuring when the eval text cannot fill the prompts or one perplexity window."""
+    rows: list[Any], text: str, source: str, scfg: SpeedConfig, qcfg: QualityConfig, *, speed: bool, quality: bool,
+    text_sha: str,
+) -> None:  # fmt: skip
+    """Fail before measuring when the eval text cannot fill the prompts or one perplexity window, or when the
+    perplexity windows would read text a variant was calibrated on."""
     from transformers import AutoTokenizer
 
     try:
-        tok = AutoTokenizer.from_pretrained(row.path)
+        tok = AutoTokenizer.from_pretrained(rows[0].path)
     except (OSError, ValueError):  # no tokenizer files in this artifact: the checks run later, after loading
         return
-    need_chars = 8 * max([qcfg.ctx + 1, *(n + 16 for n in scfg.prompt_lens)])  # ~4 chars/token English, doubled
-    ids = text_token_ids(tok, text, max_chars=need_chars)
+    ids = text_token_ids(tok, text, max_chars=None if quality else 8 * (max(scfg.prompt_lens) + 16))
     if quality:
-        windows_of(ids.numel(), qcfg, source=source)
+        refuse_calibration_overlap(rows, ids.numel(), text_sha, qcfg, source)
     if speed:
         for n in (*scfg.prompt_lens, scfg.batch_prompt_len):
             prompt_batch(ids, n, max(scfg.batches) if n == scfg.batch_prompt_len else 1, source=source)

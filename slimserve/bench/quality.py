@@ -1,9 +1,11 @@
 """Quality scenarios on a loaded Runner: sliding-window perplexity, KLD and top-1 agreement vs the reference
 (computed in the same run), and multiple-choice accuracy by log-likelihood.
 
-Perplexity windows: window k covers tokens [k*stride, k*stride + ctx); the first window scores every position after
-the first token, later windows score only their last `stride` tokens, so each token is scored once with at least
-ctx - stride tokens of context (the Hugging Face sliding-window recipe).
+Perplexity windows: window k covers tokens [o + k*stride, o + k*stride + ctx); the first window scores every position
+after the first token, later windows score only their last `stride` tokens, so each token is scored once with at least
+ctx - stride tokens of context (the Hugging Face sliding-window recipe). The offset o puts the windows at the *end* of
+the text by default: calibration (GPTQ, AWQ, mixed precision, pruning) takes its windows from the start, so a variant
+is never scored on the text it was calibrated on (bench checks the ranges, see `calibration_overlap`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,6 +34,8 @@ class QualityConfig(BaseModel):
     windows: int = Field(8, ge=1)  # at most this many windows (--limit)
     mc_limit: int = Field(50, ge=1)  # at most this many questions per multiple-choice task (--limit)
     mc_tasks: tuple[str, ...] = ("arc_easy", "hellaswag")
+    # "end": the last windows of the text (held out from calibration, which reads from the start); "start": the first.
+    placement: Literal["end", "start"] = "end"
 
 
 @dataclass
@@ -52,7 +56,38 @@ def windows_of(n_tokens: int, cfg: QualityConfig, *, source: str) -> list[tuple[
             hint=("use a longer text (", flag("--eval-text"), ")"),
         )
     count = min(cfg.windows, (n_tokens - cfg.ctx) // cfg.stride + 1)
-    return [(k * cfg.stride, 1 if k == 0 else cfg.ctx - cfg.stride) for k in range(count)]
+    offset = n_tokens - ((count - 1) * cfg.stride + cfg.ctx) if cfg.placement == "end" else 0
+    return [(offset + k * cfg.stride, 1 if k == 0 else cfg.ctx - cfg.stride) for k in range(count)]
+
+
+def eval_range(n_tokens: int, cfg: QualityConfig, *, source: str) -> tuple[int, int]:
+    """[first, last) token positions the perplexity windows read."""
+    spans = windows_of(n_tokens, cfg, source=source)
+    return spans[0][0], spans[-1][0] + cfg.ctx
+
+
+def calibration_overlap(manifest: dict, text_sha256: str, span: tuple[int, int]) -> str | None:
+    """Why the evaluation windows `span` of the text with this hash would read a calibration window of the variant,
+    or None. Calibration records (written by calibrated steps) carry the text's hash and their token range."""
+    for step in manifest.get("steps") or []:
+        for key, cal in _calibrations(step.get("records") or {}):
+            if cal.get("text_sha256") != text_sha256 or not cal.get("token_range"):
+                continue
+            lo, hi = cal["token_range"]
+            if lo < span[1] and span[0] < hi:
+                return (
+                    f"its {step.get('kind')} step calibrated ({key}) on tokens [{lo}, {hi}) of the same text, and the "
+                    f"evaluation windows read tokens [{span[0]}, {span[1]})"
+                )
+    return None
+
+
+def _calibrations(records: dict):
+    for key, val in records.items():
+        if isinstance(val, dict) and "token_range" in val:
+            yield key, val
+        elif isinstance(val, dict):
+            yield from ((f"{key}.{k}", v) for k, v in _calibrations(val))
 
 
 def run_perplexity(
@@ -78,6 +113,7 @@ def run_perplexity(
         if kept is not None:
             kept.windows.append(pred.clone())
     q = QualityResult(eval_text=source, tokens=count, ppl=perplexity(nll_sum, count))
+    q.eval_range = [spans[0][0], spans[-1][0] + cfg.ctx]
     if ref is not None:
         kl = torch.cat(klds)
         q.kld = float(kl.mean())

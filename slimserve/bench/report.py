@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..gates import GateResult
 from .profiles import profile_line
 from .record import BenchRecord, Fingerprint, LatencyStats
 
@@ -148,6 +149,16 @@ def to_markdown(records: list[BenchRecord], config: dict[str, Any]) -> str:
             ]
             row += [f"{q.mc_accuracy[t]:.3f} ({q.mc_counts.get(t, '?')})" if t in q.mc_accuracy else "-" for t in tasks]
             lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+
+    gated = [r for r in records if r.gate and r.gate.get("status") in ("passed", "rejected", "unchecked")]
+    if gated:
+        lines += ["## Gates", "", "The recipe's quality gates on this run's quality (same text and target).", "",
+                  "| variant | verdict | checks |", "|---|---|---|"]  # fmt: skip
+        for r in gated:
+            g = GateResult.from_dict(r.gate)
+            checks = "; ".join(c.describe() for c in g.checks) or (g.reason or "-")
+            lines.append(f"| {r.variant} | {g.status} | {checks} |")
         lines.append("")
 
     cost = [r for r in records if r.cost]

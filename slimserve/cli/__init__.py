@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 
-from ..errors import UserError
+from ..errors import GateRejected, UserError
 
 # Command modules in help order; a module that is absent (optional extra) is skipped with a note.
 COMMAND_MODULES = ("build", "catalog", "generate", "recipe", "bench", "router")
@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {e.render(cli=True)}", file=sys.stderr)
         return 2
+    except GateRejected as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: nothing partial was written", file=sys.stderr)
         return 130

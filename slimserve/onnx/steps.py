@@ -5,8 +5,8 @@ steps:
   - export:
       format: onnx
       graph: fused          # fused (GroupQueryAttention + MatMulNBits, fast loop) | optimum (stock optimum-onnx)
-      weights: int4         # float | int8 (ORT dynamic, per channel) | int4 (MatMulNBits)
-      block_size: 32        # int4: 16 | 32 | 64 | 128 | 256
+      weights: int4         # float | int4 / int8 (MatMulNBits) | int8-dynamic (ORT MatMulInteger, per channel)
+      block_size: 32        # 16 | 32 | 64 | 128 | 256 (what the export rounds itself)
       symmetric: false
       accuracy_level: 4     # MatMulNBits compute: 4 = int8 activations (fastest on CPU), 0 = float
 ```
@@ -23,32 +23,47 @@ from ..steps import StepConfig, StepContext
 
 
 class OnnxWeightsConfig(StepConfig):
-    """How projection weights are stored in the graph (shared by the onnx and neuron-static exports)."""
+    """How projection weights are stored in the graph (shared by the onnx and neuron-static exports).
 
-    weights: Literal["float", "int8", "int4"] = "float"
+    A layer that an earlier quantize step rounded (RTN, GPTQ, AWQ; mixed precision too) keeps that step's codes,
+    scales, zero points and bits in MatMulNBits; `weights`, `block_size` and `symmetric` apply to what the export
+    rounds itself (every projection without an earlier step, and the lm_head / embedding table).
+    """
+
+    # float | int4 / int8 (weight-only MatMulNBits, block-wise) | int8-dynamic (ORT MatMulInteger, per channel,
+    # activations quantized per call)
+    weights: Literal["float", "int8", "int4", "int8-dynamic"] = "float"
     block_size: Literal[16, 32, 64, 128, 256] = 32
     symmetric: bool = False
+    # Round what the export rounds itself with a searched scale/zero per block (least weighted squared error,
+    # llama.cpp make_qx_quants style) instead of min/max.
+    search: bool = False
     # Asymmetric zero point: "int" (a code, like GPTQ/compressed-tensors) or "float" (llama.cpp Q4_1's min offset;
     # exact for weights already on a Q4_1 grid). The embedding table always uses an int zero point.
     # Float zero points hit a slow ONNX Runtime 1.32 CPU decode path (~1 tok/s vs ~20 on SmolLM2): quality only.
     zero_point: Literal["int", "float"] = "int"
     accuracy_level: Literal[0, 1, 2, 3, 4] = 4
-    # The tied lm_head is untied into its own initializer so int4 covers it too; false keeps it float.
+    # The tied lm_head is untied into its own initializer so MatMulNBits covers it too; false keeps it float.
     quantize_lm_head: bool = True
-    # int4 only: the embedding table as GatherBlockQuantized (a tied model then stores the int4 table twice,
-    # still ~7x smaller than one float32 copy).
+    # The embedding table as GatherBlockQuantized (a tied model then stores the table twice, still far smaller
+    # than one float32 copy).
     quantize_embedding: bool = True
-    # Bits of the (untied) lm_head; 8 = symmetric blocks, like the Q8_0 output tensor of llama.cpp's Q4 files.
-    lm_head_bits: Literal[4, 8] = 4
-    # Bits of the quantized embedding table (int zero point only, so 8 keeps it near-lossless beside float-zero int4).
-    embedding_bits: Literal[4, 8] = 4
-    # Reuse the grid (codes) of an earlier quantize step when MatMulNBits can hold it.
+    # Bits of the (untied) lm_head and of the embedding table. None: what an earlier step's mixed-precision plan
+    # measured, else 8 (symmetric absmax/127 blocks: llama.cpp's Q8_0, which its Q4 files use for this tensor).
+    lm_head_bits: Literal[4, 8] | None = None
+    embedding_bits: Literal[4, 8] | None = None
+    # Reuse the grid (codes) of an earlier quantize step.
     use_step_qparams: bool = True
+    # An earlier step's grid that MatMulNBits cannot hold (per-channel: MatMulNBits is block-wise): "error" fails
+    # the build naming the layer; "reround" rounds that layer again with the export's settings (in the manifest).
+    on_unsupported_grid: Literal["error", "reround"] = "error"
 
     def _wsummary(self) -> str:
-        if self.weights == "int4":
+        if self.weights in ("int4", "int8"):
             kind = "sym" if self.symmetric else ("asym-fzp" if self.zero_point == "float" else "asym")
-            return f"int4 b{self.block_size} {kind} acc{self.accuracy_level}"
+            return f"{self.weights} b{self.block_size} {kind} acc{self.accuracy_level}" + (
+                " search" if self.search else ""
+            )
         return self.weights
 
 
@@ -89,9 +104,9 @@ class StaticExportConfig(OnnxWeightsConfig):
             vals = getattr(self, name)
             if not vals or any(v < 1 for v in vals) or len(set(vals)) != len(vals):
                 raise ValueError(f"{name} must be a non-empty list of distinct positive integers, got {vals}")
-        if self.weights == "int8":
+        if self.weights == "int8-dynamic":
             raise ValueError(
-                "neuron-static supports weights float or int4 (int8 dynamic graphs are not static-friendly)"
+                "neuron-static supports weights float, int4 or int8 (int8-dynamic graphs are not static-friendly)"
             )
         return self
 
@@ -126,7 +141,7 @@ def apply_onnx(model, cfg: OnnxExportConfig, ctx: StepContext):
             )
             for n in names:
                 ctx.layers[n] = {"bits": 4, "block_size": cfg.block_size, "symmetric": cfg.symmetric, "grid": "rtn"}
-    if cfg.weights == "int8":
+    if cfg.weights == "int8-dynamic":
         if cfg.graph == "optimum" and cfg.quantize_lm_head:
             untie_saved(path)
         tmp = path.with_name("model.int8.onnx")

@@ -34,6 +34,16 @@ def _windows(tokenizer, calib: CalibrationConfig, cfg: RecoveryConfig) -> tuple[
     return ids[:n_train], held_out  # held-out windows come from the end of the text, after the training ones
 
 
+def _training_record(calib: CalibrationConfig, train: torch.Tensor) -> dict:
+    """Which tokens of which text the distillation trained on (bench refuses to evaluate on them)."""
+    import hashlib
+
+    from ..data import read_text
+
+    sha = hashlib.sha256(read_text(calib.text).encode("utf-8")).hexdigest()
+    return {"text": calib.text, "token_range": [0, int(train.numel())], "text_sha256": sha}
+
+
 @torch.no_grad()
 def distill_quality(student, teacher, windows: torch.Tensor) -> dict:
     """Perplexity of the student and its KL divergence to the teacher (nats/token) on the windows."""
@@ -56,6 +66,7 @@ def recover(student, teacher, tokenizer, cfg: RecoveryConfig, calib: Calibration
     """Distil teacher into student in place; returns before/after quality and timing."""
     started = time.perf_counter()
     train, held_out = _windows(tokenizer, calib, cfg)
+    trained_on = _training_record(calib, train)
     teacher.eval()
     before = distill_quality(student.eval(), teacher, held_out)
     params = [p for p in decoder_layers(student).parameters() if p.dim() == 2]
@@ -93,6 +104,7 @@ def recover(student, teacher, tokenizer, cfg: RecoveryConfig, calib: Calibration
     after = distill_quality(student, teacher, held_out)
     return {
         "config": cfg.model_dump(),
+        "training": trained_on,
         "before": before,
         "after": after,
         "loss_first": round(losses[0], 5),

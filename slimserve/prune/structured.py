@@ -140,7 +140,7 @@ def apply(model, cfg: StructuredConfig, ctx: StepContext):
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     params_before = count_params(model)
     teacher = copy.deepcopy(model) if cfg.recovery else None
-    ids = load_calibration(ctx.tokenizer, cfg.calibration, ctx.field)
+    ids = load_calibration(ctx, cfg.calibration)
     with torch.no_grad():
         inputs = capture_layer_inputs(model, ids, cfg.calibration.batch_size)
         layers = decoder_layers(model)

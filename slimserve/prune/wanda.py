@@ -67,7 +67,7 @@ def targets(model, cfg: WandaConfig, ctx: StepContext) -> dict:
 def apply(model, cfg: WandaConfig, ctx: StepContext):
     started = time.perf_counter()
     tg = targets(model, cfg, ctx)  # validates before anything changes
-    ids = load_calibration(ctx.tokenizer, cfg.calibration, ctx.field)
+    ids = load_calibration(ctx, cfg.calibration)
     teacher = copy.deepcopy(model) if cfg.recovery else None
     zeros, total = 0, 0
     with torch.no_grad():

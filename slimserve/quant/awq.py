@@ -68,7 +68,11 @@ NO_CLIP = ("q_proj", "k_proj")
 def apply(model, cfg: AWQConfig, ctx: StepContext):
     started = time.perf_counter()
     targets = resolve_in_layers(model, cfg, ctx)
-    ids = load_calibration(ctx.tokenizer, cfg.calibration, ctx.field)
+    if cfg.mixed is not None:  # measured on the float model, before scales are folded or layers rounded
+        from .mixed import plan_step
+
+        targets = plan_step(model, cfg, ctx, targets)
+    ids = load_calibration(ctx, cfg.calibration)
     inputs = capture_layer_inputs(model, ids, cfg.calibration.batch_size)
     layers = decoder_layers(model)
     prefixes = {id(m): n for n, m in model.named_modules()}
@@ -120,7 +124,6 @@ def apply(model, cfg: AWQConfig, ctx: StepContext):
                 ctx.layers[name] = {"bits": bits, "group_size": group, "symmetric": sym, "sqnr_db": sqnr}
         del stats
         inputs = run_layer(layer, inputs)
-    ctx.records["calibration"] = {**cfg.calibration.model_dump(), "tokens": int(ids.numel())}
     ctx.records["alpha"] = {"mean": round(sum(alphas.values()) / max(len(alphas), 1), 3), "per_group": alphas}
     ctx.records["seconds"] = round(time.perf_counter() - started, 1)
     ctx.artifact_format = "compressed-tensors"

@@ -21,19 +21,30 @@ from ..errors import UserError
 from .configs import CalibrationConfig
 
 
-def load_calibration(tokenizer, cfg: CalibrationConfig, field_path: str = "calibration") -> torch.Tensor:
-    """Token ids [samples, seq_len]; UserError (naming the recipe field) if the text is too short."""
+def load_calibration(ctx, cfg: CalibrationConfig, *, key: str = "calibration", field: str = "calibration"):
+    """Token ids [samples, seq_len] from the start of the text; records what was read in ctx.records[key] (the
+    text's sha256 and token range, so the benchmark can refuse to score a variant on its calibration windows).
+    UserError naming the recipe field if the text is too short."""
+    import hashlib
+
     from ..data import calibration_batches, read_text
 
     try:
         text = read_text(cfg.text)
-        return calibration_batches(tokenizer, text, cfg.samples, cfg.seq_len, source=f"'{cfg.text or 'default'}'")
+        ids = calibration_batches(ctx.tokenizer, text, cfg.samples, cfg.seq_len, source=f"'{cfg.text or 'default'}'")
     except UserError as e:
         if e.field in (None, "calibration", "eval_text"):
             raise UserError(
-                e.text, file=e.file, field=f"{field_path}.calibration", allowed=e.allowed, hint=e.hint_text
+                e.text, file=e.file, field=f"{ctx.field}.{field}", allowed=e.allowed, hint=e.hint_text
             ) from None
         raise
+    ctx.records[key] = {
+        **cfg.model_dump(),
+        "tokens": int(ids.numel()),
+        "token_range": [0, int(ids.numel())],
+        "text_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+    }
+    return ids
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:

@@ -34,12 +34,36 @@ class LayerOverride(BaseModel):
     symmetric: bool | None = None
 
 
+class MixedConfig(BaseModel):
+    """Mixed precision by measured sensitivity (see slimserve/quant/mixed.py): the units whose rounding moves the
+    model's next-token distribution most (per weight) keep `high_bits`, within a mean code-bits budget.
+
+    ```yaml
+    mixed: {budget_bpw: 4.8}   # 4 = every unit at the step's bits, 8 = every unit at 8 bits
+    ```
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    budget_bpw: float = Field(ge=4, le=8, description="mean code bits per weight over the units (scales excluded)")
+    high_bits: Literal[8] = 8
+    # lm_head and the embedding table are candidates too: the ONNX export quantizes them (a tied PyTorch artifact
+    # keeps them float, so there the plan only records what an export should use)
+    include_head: bool = True
+    # sensitivity is measured on the first `samples` windows of this text (default: Pride and Prejudice's start)
+    calibration: CalibrationConfig = Field(default_factory=lambda: CalibrationConfig(samples=2, seq_len=512))
+
+
 class WeightQuantConfig(StepConfig):
     """Settings shared by every weight-only integer quantizer (RTN, GPTQ, AWQ)."""
 
     bits: Literal[4, 8] = 4
     group_size: GroupSize = 128
     symmetric: bool = False
+    # Search each group's scale and integer zero point for the least weighted squared error (llama.cpp
+    # make_qx_quants style) instead of taking the min/max range; GPTQ uses it for its group grids (weighted by the
+    # Hessian diagonal), RTN as the calibration-free grid. AWQ searches its own clipping.
+    search: bool = False
+    mixed: MixedConfig | None = None
     # Regex (fullmatch on module names) -> "skip" or settings; first match wins.
     overrides: dict[str, Literal["skip"] | LayerOverride] = Field(default_factory=dict)
     # lm_head is tied to the embeddings in many small models; quantizing it would untie it.
@@ -49,9 +73,17 @@ class WeightQuantConfig(StepConfig):
     on_indivisible: Literal["smaller-group", "per-channel", "skip"] = "smaller-group"
     artifact_format: ClassVar[str | None] = "compressed-tensors"
 
+    @model_validator(mode="after")
+    def _check_mixed(self):
+        if self.mixed is not None and self.bits >= self.mixed.high_bits:
+            raise ValueError(f"mixed precision keeps some units at {self.mixed.high_bits} bits above the step's bits; "
+                             f"with bits: {self.bits} there is nothing to mix (use bits: 4, or drop mixed)")  # fmt: skip
+        return self
+
     def summary(self) -> str:
         g = f"g{self.group_size}" if self.group_size else "per-channel"
-        return f"{getattr(self, 'method', 'int')} w{self.bits} {g} {'sym' if self.symmetric else 'asym'}"
+        extra = (" search" if self.search else "") + (f" mixed {self.mixed.budget_bpw:g}bpw" if self.mixed else "")
+        return f"{getattr(self, 'method', 'int')} w{self.bits} {g} {'sym' if self.symmetric else 'asym'}{extra}"
 
 
 class RTNConfig(WeightQuantConfig):
@@ -71,6 +103,7 @@ class GPTQConfig(WeightQuantConfig):
 
 class AWQConfig(WeightQuantConfig):
     method: Literal["awq"] = "awq"
+    search: Literal[False] = False  # AWQ searches per-group clipping instead (clip)
     grid: int = Field(20, ge=2, le=100)
     clip: bool = True
     max_shrink: float = Field(0.5, ge=0, lt=1)

@@ -22,6 +22,7 @@ from rich.progress import track
 from ..steps import StepContext
 from .base import attach_qparams, set_weight
 from .calib import (
+    InputStats,
     capture_layer_inputs,
     collect_input_stats,
     decoder_layers,
@@ -36,25 +37,52 @@ from .math import sqnr_db
 from .rtn import resolve_layers
 
 
-def resolve_in_layers(model, cfg: WeightQuantConfig, ctx: StepContext) -> dict[str, tuple]:
-    """Targets of a calibrated quantizer: name -> (module, bits, group, sym). Linears outside the
-    decoder layers are reported and skipped (the calibration runs decoder layers only)."""
+def resolve_in_layers(model, cfg: WeightQuantConfig, ctx: StepContext, *, head: bool = False) -> dict[str, tuple]:
+    """Targets of a calibrated quantizer: name -> (module, bits, group, sym). Linears outside the decoder layers
+    are reported and skipped (the calibration runs decoder layers), except the lm_head when `head` (GPTQ
+    calibrates it on the final normed hidden states)."""
     layers = decoder_layers(model)
     inside = {id(m) for layer in layers for m in layer.modules()}
+    inside.add(id(model.get_output_embeddings()) if head else None)
     targets = {}
     for name, mod, bits, group, sym in resolve_layers(model, cfg, ctx):
         if id(mod) not in inside:
-            ctx.skip(name, "outside the decoder layers; calibrated quantizers cover decoder layers only (use rtn)")
+            what = "decoder layers and the lm_head" if head else "decoder layers"
+            ctx.skip(name, f"outside the decoder layers; this calibrated quantizer covers {what} only (use rtn)")
             continue
         targets[name] = (mod, bits, group, sym)
     return targets
 
 
+def _gptq_one(name: str, mod, spec: tuple, hessian, cfg: GPTQConfig, ctx: StepContext) -> None:
+    _, bits, group, sym = spec
+    w = mod.weight.data
+    wq, qp = gptq_quantize(w, hessian, bits, group, sym, cfg.act_order, cfg.damp, cfg.block_size, cfg.search)
+    sqnr = round(sqnr_db(w, wq), 2)
+    set_weight(mod, wq)
+    attach_qparams(mod, qp)
+    ctx.layers[name] = {"bits": bits, "group_size": group, "symmetric": sym, "sqnr_db": sqnr,
+                        "grid": "searched (Hessian-weighted)" if cfg.search else "min/max"}  # fmt: skip
+
+
+def _quantize_head(model, name: str, spec: tuple, inputs, cfg: GPTQConfig, ctx: StepContext) -> None:
+    """GPTQ of the lm_head on the final normed hidden states of the (quantized) decoder."""
+    stats = InputStats()
+    norm = model.model.norm
+    for h in inputs.hidden:
+        stats.add(norm(h), hessian=True)
+    _gptq_one(name, spec[0], spec, stats.hessian, cfg, ctx)
+
+
 @torch.no_grad()
 def apply(model, cfg: GPTQConfig, ctx: StepContext):
     started = time.perf_counter()
-    targets = resolve_in_layers(model, cfg, ctx)
-    ids = load_calibration(ctx.tokenizer, cfg.calibration, ctx.field)
+    targets = resolve_in_layers(model, cfg, ctx, head=True)
+    if cfg.mixed is not None:  # measured on the float model, before any layer is rounded
+        from .mixed import plan_step
+
+        targets = plan_step(model, cfg, ctx, targets)
+    ids = load_calibration(ctx, cfg.calibration)
     inputs = capture_layer_inputs(model, ids, cfg.calibration.batch_size)
     layers = decoder_layers(model)
     for i in track(range(len(layers)), description=f"GPTQ int{cfg.bits} (layer)", transient=True):
@@ -62,17 +90,13 @@ def apply(model, cfg: GPTQConfig, ctx: StepContext):
         mods = layer_linears(layer, prefix, set(targets))
         stats, _ = collect_input_stats(layer, mods, inputs, hessian=True)
         for name, mod in mods.items():
-            _, bits, group, sym = targets[name]
-            w = mod.weight.data
-            wq, qp = gptq_quantize(w, stats[name].hessian, bits, group, sym, cfg.act_order, cfg.damp, cfg.block_size)
-            sqnr = round(sqnr_db(w, wq), 2)
-            set_weight(mod, wq)
-            attach_qparams(mod, qp)
-            ctx.layers[name] = {"bits": bits, "group_size": group, "symmetric": sym, "sqnr_db": sqnr}
+            _gptq_one(name, mod, targets[name], stats[name].hessian, cfg, ctx)
         del stats
         # The next layer calibrates on the outputs of this layer as quantized (GPTQ's sequential mode).
         inputs = run_layer(layer, inputs)
-    ctx.records["calibration"] = {**cfg.calibration.model_dump(), "tokens": int(ids.numel())}
+    head_name = next((n for n in targets if targets[n][0] is model.get_output_embeddings()), None)
+    if head_name is not None:
+        _quantize_head(model, head_name, targets[head_name], inputs, cfg, ctx)
     ctx.records["seconds"] = round(time.perf_counter() - started, 1)
     ctx.artifact_format = "compressed-tensors"
     return model

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from .math import QParams, compute_qparams, qrange
+from .search import search_qparams
 
 
 def _quant_col(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor | None, bits: int) -> torch.Tensor:
@@ -49,12 +50,15 @@ def gptq_quantize(
     act_order: bool = False,
     damp: float = 0.01,
     block_size: int = 128,
+    search: bool = False,
 ) -> tuple[torch.Tensor, QParams]:
     """Quantize W [out, in] given H = 2/n X^T X [in, in]. Returns (W_q in w's dtype, QParams).
 
     Group parameters are taken from the error-updated weights when a group starts. With act_order
     and groups, they are computed from the original weights up front ("static groups"), so the groups
     stay contiguous in the original column order and the artifact needs no g_idx permutation.
+    search: group grids by least squared error weighted by the Hessian diagonal (an importance matrix) instead of
+    min/max (slimserve.quant.search).
     """
     out_f, in_f = w.shape
     if group_size is not None and in_f % group_size:
@@ -70,8 +74,9 @@ def gptq_quantize(
     scale = torch.zeros(out_f, n_groups)
     zero = None if symmetric else torch.zeros(out_f, n_groups)
     static = group_size is None or act_order
+    importance = torch.diag(h).float().clamp(min=0) if search else None
     if static:
-        qp0 = compute_qparams(wf, bits, group_size, symmetric)
+        qp0 = _grid(wf, bits, group_size, symmetric, importance)
         scale.copy_(qp0.scale)
         if zero is not None:
             zero.copy_(qp0.zero_point)
@@ -95,7 +100,8 @@ def gptq_quantize(
             g = col // gs
             if not static and col % gs == 0:
                 # Blocks are multiples of the group, so the whole group lies inside w1 with its updates.
-                qp = compute_qparams(w1[:, i : i + gs], bits, None, symmetric)
+                imp = None if importance is None else importance[perm[i1 + i : i1 + i + gs]]
+                qp = _grid(w1[:, i : i + gs], bits, None, symmetric, imp)
                 scale[:, g] = qp.scale[:, 0]
                 if zero is not None:
                     zero[:, g] = qp.zero_point[:, 0]
@@ -111,6 +117,12 @@ def gptq_quantize(
     q_out = q_out[:, torch.argsort(perm)]
     qp = QParams(scale, zero, bits, group_size)
     return q_out.to(w.dtype), qp
+
+
+def _grid(w: torch.Tensor, bits: int, group: int | None, sym: bool, importance: torch.Tensor | None) -> QParams:
+    if importance is None:
+        return compute_qparams(w, bits, group, sym)
+    return search_qparams(w, bits, group, sym, importance)
 
 
 def layer_output_error(w_ref: torch.Tensor, w_q: torch.Tensor, x: torch.Tensor) -> float:

@@ -6,6 +6,8 @@
     bits: 4
     group_size: 128      # 32 | 64 | 128 | null (per output channel)
     symmetric: false
+    search: true         # searched scale/zero per group (least weighted error) instead of min/max
+    mixed: {budget_bpw: 4.8}   # keep the most sensitive units at 8 bits (slimserve/quant/mixed.py)
     overrides:
       "model\\.layers\\.0\\..*": {group_size: 32}
       ".*down_proj": skip
@@ -23,6 +25,7 @@ from ..steps import StepContext
 from .base import attach_qparams, iter_linears, match_override, set_weight
 from .configs import LayerOverride, RTNConfig, WeightQuantConfig
 from .math import compute_qparams, fake_quantize
+from .search import search_qparams
 
 
 def resolve_layers(model, cfg: WeightQuantConfig, ctx: StepContext):
@@ -38,6 +41,9 @@ def resolve_layers(model, cfg: WeightQuantConfig, ctx: StepContext):
         if ov == "skip":
             ctx.skip(name, "override: skip")
             continue
+        if _is_tied(model, mod):  # rounding a shared table would round the embedding too
+            untie_output_embeddings(model)
+            ctx.note("untied from the embedding table so it is quantized on its own", name)
         bits, group, sym = cfg.bits, cfg.group_size, cfg.symmetric
         if isinstance(ov, LayerOverride):
             bits = ov.bits or bits
@@ -59,13 +65,31 @@ def _is_tied(model, mod) -> bool:
     return emb is not None and emb.weight is mod.weight
 
 
+def untie_output_embeddings(model) -> None:
+    """Give the lm_head its own copy of a tied embedding table (the saved config says so too)."""
+    head = model.get_output_embeddings()
+    head.weight = torch.nn.Parameter(head.weight.detach().clone(), requires_grad=False)
+    model.config.tie_word_embeddings = False
+    if getattr(model.config, "text_config", None) is not None:
+        model.config.text_config.tie_word_embeddings = False
+
+
 @torch.no_grad()
 def apply(model, cfg: RTNConfig, ctx: StepContext):
-    layers = list(resolve_layers(model, cfg, ctx))
-    for name, mod, bits, group, sym in track(layers, description=f"RTN int{cfg.bits}", transient=True):
-        qp = compute_qparams(mod.weight, bits, group, sym)
+    targets = {name: (mod, bits, group, sym) for name, mod, bits, group, sym in resolve_layers(model, cfg, ctx)}
+    if cfg.mixed is not None:
+        from .mixed import plan_step
+
+        targets = plan_step(model, cfg, ctx, targets)
+    grid = search_qparams if cfg.search else compute_qparams
+    for name, (mod, bits, group, sym) in track(list(targets.items()), description=f"RTN int{cfg.bits}", transient=True):
+        qp = grid(mod.weight, bits, group, sym)
         set_weight(mod, fake_quantize(mod.weight, qp))
         attach_qparams(mod, qp)
-        ctx.layers[name] = {"bits": bits, "group_size": group, "symmetric": sym}
+        ctx.layers[name] = {"bits": bits, "group_size": group, "symmetric": sym, "grid": _grid_name(cfg)}
     ctx.artifact_format = "compressed-tensors"
     return model
+
+
+def _grid_name(cfg: WeightQuantConfig) -> str:
+    return "searched (least weighted squared error)" if cfg.search else "min/max"
