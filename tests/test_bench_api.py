@@ -133,7 +133,7 @@ def test_unsupported_artifact_is_an_error_when_named(fresh_catalog):
     (root / "tiny-noisy" / "manifest.json").write_text(json.dumps(m))
     (root / "index.sqlite").unlink(missing_ok=True)  # re-index from the folders
     with pytest.raises(UserError, match="not a PyTorch checkpoint"):
-        bench(["tiny-noisy"], catalog=root, eval_text=text, **QUICK)
+        bench(["tiny-noisy"], target="cpu", catalog=root, eval_text=text, **QUICK)
 
 
 def test_ctrl_c_stores_nothing(fresh_catalog, monkeypatch):
@@ -198,3 +198,32 @@ def test_bench_refuses_to_score_on_calibration_windows(fresh_catalog):
     with pytest.raises(UserError, match="tiny-noisy' would be scored on text it was calibrated on"):
         bench(catalog=root, eval_text=text, **QUICK)
     assert not latest_records(Catalog.open(root))
+
+
+def test_auto_target_runs_each_variant_where_its_artifact_runs(tmp_path, tiny_llama_dir):
+    pytest.importorskip("onnxruntime")
+    from transformers import AutoModelForCausalLM
+
+    from slimserve.onnx.export import export_fused
+    from slimserve.onnx.quantize import WeightPlan
+    from slimserve.onnx.steps import OnnxExportConfig
+
+    from .bench_helpers import write_manifest
+
+    root = make_catalog(tmp_path / "cat", tiny_llama_dir)
+    out = root / "tiny-onnx8"
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
+    export_fused(model, out, WeightPlan(OnnxExportConfig(weights="int8", block_size=32)))
+    for f in tiny_llama_dir.iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens")):
+            (out / f.name).write_bytes(f.read_bytes())
+    write_manifest(out, "tiny-onnx8", reference=False, fmt="onnx")
+    _set_manifest(out, steps=[{"kind": "export", "settings": {"graph": "fused"}, "records": {"model_file": "model.onnx"}}],
+                  gates={"max_kld": 0.01})  # fmt: skip
+    text = tmp_path / "eval.txt"
+    text.write_text(long_text())
+    recs = bench(catalog=root, eval_text=text, **QUICK)
+    assert {(r.variant, r.target) for r in recs} == {("tiny-fp32", "cpu"), ("tiny-onnx8", "onnx-cpu")}
+    onnx = next(r for r in recs if r.target == "onnx-cpu")
+    # scored against the PyTorch reference on the same windows: int8 weights stay close
+    assert onnx.quality.kld < 0.01 and onnx.gate["status"] == "passed" and onnx.speed.decode_tok_s.p50 > 0

@@ -134,7 +134,7 @@ def _select(cat: Any, variants: list[str] | None, tgt: Target, log: Callable[[st
 def bench(
     variants: list[str] | None = None,
     *,
-    target: str = "cpu",
+    target: str = "auto",
     catalog: str | Path | None = None,
     threads: int | None = None,
     hardware: str | None = None,
@@ -169,6 +169,8 @@ def bench(
 
     >>> bench(["smollm2-int4-g128"], target="cpu", limit=4)
     """
+    if target == "auto" or "," in target:
+        return _bench_targets(variants, target, catalog, locals_of_bench(locals()))
     from ..catalog import Catalog
     from ..data import read_text
 
@@ -297,6 +299,37 @@ def bench(
         print(_json.dumps([r.to_dict() for r in records], indent=2, default=str))
     elif show:
         print(to_markdown(records, config))
+    return records
+
+
+def locals_of_bench(given: dict[str, Any]) -> dict[str, Any]:
+    """bench()'s keyword arguments as given, for the per-target runs of target="auto" or "a,b"."""
+    return {k: v for k, v in given.items() if k not in ("variants", "target", "catalog")}
+
+
+def _bench_targets(variants, target: str, catalog, kwargs: dict[str, Any]) -> list[BenchRecord]:  # noqa: ANN001
+    """One run per target: "auto" puts each variant on the first target that runs it here (cpu for PyTorch
+    artifacts, onnx-cpu for ONNX graphs, neuron-static for static buckets); "cpu,onnx-cpu" runs each listed target
+    on the variants it supports."""
+    from ..catalog import Catalog
+    from .gate_check import natural_target
+
+    cat = Catalog.open(catalog, create=False)
+    rows = [cat.get(v) for v in variants] if variants else cat.variants()
+    if not rows:
+        raise UserError(f"catalog '{cat.root}' has no variants", hint="build some with `slimserve build RECIPE`")
+    groups: dict[str, list[str]] = {}
+    if target == "auto":
+        for r in rows:
+            groups.setdefault(natural_target(r.manifest).name, []).append(r.name)
+    else:
+        for t in [x.strip() for x in target.split(",") if x.strip()]:
+            tgt = get_target(t)
+            groups[t] = [r.name for r in rows if tgt.supports(r.manifest) is None]
+    records: list[BenchRecord] = []
+    for t, names in groups.items():
+        if names:
+            records += bench(names, target=t, catalog=cat.root, **kwargs)
     return records
 
 

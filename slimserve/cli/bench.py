@@ -7,7 +7,8 @@ import argparse
 from . import catalog_arg, kwargs_of
 
 EPILOG = """examples:
-  slimserve bench --target cpu                          # every variant, quick profile (minutes on a quiet 2-core box)
+  slimserve bench                                       # every variant on its own target (cpu / onnx-cpu), quick
+  slimserve bench --target cpu                          # the PyTorch variants only (minutes on a quiet 2-core box)
   slimserve bench --target cpu --full                   # the rigour of published tables (over an hour for 4 variants)
   slimserve bench smollm2-int4-g128 --limit 4           # a quick look: one variant (+ the reference, for KLD)
   slimserve bench smollm2-int4-g128 --target cpu --json
@@ -36,7 +37,12 @@ def register(sub) -> None:
         epilog=EPILOG,
     )
     p.add_argument("variants", nargs="*", metavar="VARIANT", help="variants to run (default: every variant)")
-    p.add_argument("--target", default="cpu", help="where to run: cpu, cuda, onnx-cpu, ... (default: cpu)")
+    p.add_argument(
+        "--target",
+        default="auto",
+        help="where to run: cpu, cuda, onnx-cpu, neuron-static, a comma list, or auto (default): each variant on the "
+        "first target that runs its artifact here (PyTorch formats on cpu, ONNX graphs on onnx-cpu)",
+    )
     catalog_arg(p)
     p.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's default)")
     p.add_argument("--hardware", default=None, help="price-table key of this machine (default: local-cpu/local-gpu)")
