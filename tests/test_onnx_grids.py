@@ -95,7 +95,7 @@ def test_mixed_plan_sets_each_node_and_the_head(tmp_path):
     model = tiny_llama(hidden=64, inter=128, heads=4, kv_heads=2)
     ctx = context(tmp_path)
     text = write_text(tmp_path)
-    mixed = MixedConfig(budget_bpw=5.0, calibration=calib(text, samples=2, seq_len=64))
+    mixed = MixedConfig(budget_bpw=5.0, include_head=True, calibration=calib(text, samples=2, seq_len=64))
     model = rtn.apply(model, RTNConfig(bits=4, group_size=32, mixed=mixed), ctx)
     plan = ctx.records["mixed"]
     assert 4.0 < plan["achieved_bpw"] <= 5.0 and plan["high"]

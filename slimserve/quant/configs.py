@@ -46,9 +46,11 @@ class MixedConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     budget_bpw: float = Field(ge=4, le=8, description="mean code bits per weight over the units (scales excluded)")
     high_bits: Literal[8] = 8
-    # lm_head and the embedding table are candidates too: the ONNX export quantizes them (a tied PyTorch artifact
-    # keeps them float, so there the plan only records what an export should use)
-    include_head: bool = True
+    # Also let the measurement decide the lm_head and embedding table (for the ONNX export, which quantizes them).
+    # Off by default: one of them is a fifth of the model, and sensitivities of many small units do not add up, so
+    # a budget that skips the lm_head for many small units can leave it at 4 bits where it costs most; without it
+    # they keep the export's setting (8 bits by default, as llama.cpp's Q4 files keep this tensor at Q8_0).
+    include_head: bool = False
     # sensitivity is measured on the first `samples` windows of this text (default: Pride and Prejudice's start)
     calibration: CalibrationConfig = Field(default_factory=lambda: CalibrationConfig(samples=2, seq_len=512))
 

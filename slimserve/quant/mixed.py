@@ -8,12 +8,12 @@ within a bits-per-weight budget, llama.cpp Q4_K_M style (there some tensors go t
     group_size: 32
     mixed:
       budget_bpw: 4.8        # mean code bits per weight over the units below (4 = all low, 8 = all high)
-      include_head: true     # lm_head and the embedding table are candidates (the ONNX export quantizes them)
+      include_head: false    # true: the lm_head and embedding table are candidates too (the ONNX export rounds them)
       calibration: {samples: 2, seq_len: 512}
 ```
 
 A *unit* is what one ONNX MatMulNBits node holds, so the fused export can honour the plan: per decoder layer
-qkv (q, k, v), o, gate_up (gate, up) and down; plus lm_head and the embedding table. Its sensitivity is the mean
+qkv (q, k, v), o, gate_up (gate, up) and down; with include_head, the lm_head and embedding table too. Its sensitivity is the mean
 KL divergence of the final next-token distribution from the float model's when that unit alone is rounded to the
 low bit width (min/max round-to-nearest at the step's group size), measured on calibration windows. Units are then
 promoted to 8 bits greedily by sensitivity per weight until the budget is spent (a knapsack by density).
