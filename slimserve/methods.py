@@ -17,6 +17,7 @@ METHODS = (
     ("quantize", "gptq", "slimserve.quant.configs:GPTQConfig", "slimserve.quant.gptq:apply"),
     ("quantize", "awq", "slimserve.quant.configs:AWQConfig", "slimserve.quant.awq:apply"),
     ("quantize", "bitsandbytes", "slimserve.quant.configs:BnBConfig", "slimserve.quant.bnb:apply"),
+    ("quantize", "smoothquant", "slimserve.quant.configs:SmoothQuantConfig", "slimserve.quant.smooth:apply"),
     ("prune", "structured", "slimserve.prune.configs:StructuredConfig", "slimserve.prune.structured:apply"),
     ("prune", "wanda", "slimserve.prune.configs:WandaConfig", "slimserve.prune.wanda:apply"),
     ("export", "onnx", "slimserve.onnx.steps:OnnxExportConfig", "slimserve.onnx.steps:apply_onnx"),

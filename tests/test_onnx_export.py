@@ -117,7 +117,6 @@ def _ctx(d: Path) -> StepContext:
     [
         ({"weights": "int4", "block_size": 128}, "MatMulNBits"),
         ({"weights": "int8"}, "MatMulNBits"),
-        ({"weights": "int8-dynamic"}, "MatMulInteger"),
     ],
 )
 def test_export_step_writes_a_self_describing_dir(model, tmp_path, settings, op):

@@ -79,7 +79,7 @@ def test_prompt_longer_than_largest_bucket_is_refused(built):
 def test_bucket_config_validation():
     with pytest.raises(ValueError, match="distinct positive"):
         StaticExportConfig(sequence_lengths=[128, 128])
-    with pytest.raises(ValueError, match="int4"):
+    with pytest.raises(ValueError, match="int8-dynamic"):
         StaticExportConfig(weights="int8-dynamic")
 
 

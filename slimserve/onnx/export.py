@@ -95,20 +95,10 @@ def untie_lm_head(model_proto) -> str | None:
     return None
 
 
-def untie_saved(path: Path) -> str | None:
-    """untie_lm_head on a saved graph, re-saved in place."""
-    import onnx
-
-    model = onnx.load(str(path))
-    name = untie_lm_head(model)
-    if name is not None:
-        path.with_name(path.name + "_data").unlink(missing_ok=True)
-        save_model(model, path.parent, path.name, path.name + "_data")
-    return name
-
-
-def quantize_optimum_int4(path: Path, *, block_size: int, symmetric: bool, accuracy_level: int) -> list[str]:
-    """MatMulNBits int4 over a stock optimum graph, lm_head included (untied first). Returns quantized node names."""
+def quantize_optimum_nbits(
+    path: Path, *, bits: int, block_size: int, symmetric: bool, accuracy_level: int
+) -> list[str]:
+    """MatMulNBits int4/int8 over a stock optimum graph, lm_head included (untied first); quantized node names."""
     import onnx
 
     try:
@@ -118,7 +108,7 @@ def quantize_optimum_int4(path: Path, *, block_size: int, symmetric: bool, accur
     model = onnx.load(str(path))
     untie_lm_head(model)
     qcfg = DefaultWeightOnlyQuantConfig(
-        block_size=block_size, is_symmetric=symmetric, accuracy_level=accuracy_level, bits=4
+        block_size=block_size, is_symmetric=symmetric, accuracy_level=accuracy_level, bits=bits
     )
     q = MatMulNBitsQuantizer(model, algo_config=qcfg)
     q.process()

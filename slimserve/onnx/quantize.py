@@ -10,8 +10,6 @@ Every decision lands in ctx.layers / ctx.skipped for the manifest.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 from ..errors import UserError
@@ -61,7 +59,7 @@ class WeightPlan:
     def __init__(self, cfg, ctx: StepContext | None = None):
         self.cfg, self.ctx = cfg, ctx
         self.decisions: dict[str, dict] = {}
-        # a float lm_head tied to a float embedding shares its table, unless ORT's int8 quantizer must see it
+        # a float lm_head tied to a float embedding shares its table
         self.keep_tied = cfg.weights == "float" or not cfg.quantize_lm_head
         self.default_bits = {"int4": 4, "int8": 8}.get(cfg.weights)
 
@@ -69,7 +67,7 @@ class WeightPlan:
         cfg = self.cfg
         if name == EMBED:
             return self._embedding(w, sources)
-        if self.default_bits is None:  # float, or int8-dynamic (ORT quantizes the float graph afterwards)
+        if self.default_bits is None:  # float weights
             if any(get_qparams(m) for m in sources):
                 self._note(name, {"weights": "float", "note": "earlier quantize step's grid kept as float values"})
             return None
@@ -151,22 +149,3 @@ class WeightPlan:
     def _skip(self, name: str, why: str) -> None:
         if self.ctx is not None:
             self.ctx.skip(name, why)
-
-
-def quantize_dynamic_int8(src: Path, dst: Path, *, per_channel: bool = True) -> list[str]:
-    """ORT dynamic int8 (int8 weights, activations quantized per call) of every float MatMul; returns their names."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    model = onnx.load(str(src), load_external_data=False)
-    names = [n.name for n in model.graph.node if n.op_type == "MatMul"]
-    quantize_dynamic(
-        str(src),
-        str(dst),
-        per_channel=per_channel,
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=["MatMul"],
-        use_external_data_format=True,
-        extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
-    return names

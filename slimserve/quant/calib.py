@@ -118,6 +118,7 @@ class InputStats:
     xtx: torch.Tensor | None = None
     sq_sum: torch.Tensor | None = None
     abs_sum: torch.Tensor | None = None
+    abs_max: torch.Tensor | None = None
     n: int = 0
     samples: list[torch.Tensor] = field(default_factory=list)
     max_samples: int = 0
@@ -131,6 +132,8 @@ class InputStats:
                 self.xtx = torch.zeros(x.shape[-1], x.shape[-1])
         self.sq_sum += x.pow(2).sum(0)
         self.abs_sum += x.abs().sum(0)
+        amax = x.abs().amax(0)
+        self.abs_max = amax if self.abs_max is None else torch.maximum(self.abs_max, amax)
         if hessian:
             self.xtx.addmm_(x.T, x)
         have = sum(s.shape[0] for s in self.samples)

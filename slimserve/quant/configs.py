@@ -132,3 +132,21 @@ class BnBConfig(StepConfig):
 
     def summary(self) -> str:
         return f"bitsandbytes {self.scheme}" + (" double-quant" if self.double_quant else "")
+
+
+class SmoothQuantConfig(StepConfig):
+    """SmoothQuant (Xiao et al., 2022): move activation outliers into the weights before int8 weights *and* int8
+    activations (ONNX Runtime's fast MatMulNBits path quantizes activations per block). The float function is
+    unchanged; only what rounds well changes. Follow it with `export: {format: onnx, weights: int8}`.
+
+    ```yaml
+    - quantize: {method: smoothquant, alpha: 0.5, calibration: {samples: 32, seq_len: 512}}
+    ```
+    """
+
+    method: Literal["smoothquant"] = "smoothquant"
+    alpha: float = Field(0.5, ge=0, le=1, description="migration strength: 0 = none, 1 = all onto the weights")
+    calibration: CalibrationConfig = Field(default_factory=lambda: CalibrationConfig(samples=32, seq_len=512))
+
+    def summary(self) -> str:
+        return f"smoothquant alpha {self.alpha:g}"
