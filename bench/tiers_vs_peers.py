@@ -131,12 +131,13 @@ def main() -> None:
     tiers = router.tier(catalog=cat_dir)
 
     rows = {v.name: v for v in cat.variants()}
-    by_tier = {v.manifest["tier"]: v for v in rows.values()}
     llama_bench = Path(args.llama_bench)
     gguf = q4_0_gguf(llama_bench, Path("/tmp/smollm2-q4_0.gguf"))
     engines = {"llama.cpp Q4_0": lambda: llama_tg(llama_bench, gguf, args.threads)}
-    onnx = {t: v for t, v in by_tier.items() if v.format == "onnx"}
-    for t, v in onnx.items():
+    # every ONNX variant, keyed by the tier `catalog tier` gave it (its recipe label when it leads none)
+    leads = {tiers.status[t.leader].get("variant", t.leader.split("@")[0]): t.name for t in reversed(tiers.tiers)}
+    onnx = {v.name: (leads.get(v.name, f"({v.manifest['tier']})"), v) for v in rows.values() if v.format == "onnx"}
+    for v in (v for _, v in onnx.values()):
         engines[f"{v.name} (onnx-cpu)"] = OnnxTG(v.path / "model.onnx", args.threads).tg
     ref = next(v for v in rows.values() if v.manifest.get("reference"))
     engines[f"{ref.name} (PyTorch cpu)"] = TorchTG(ref.path, args.threads).tg
@@ -170,10 +171,11 @@ def to_markdown(result, rows, records, tiers, onnx, ref, fp_lines) -> str:  # no
         "| tier | variant @ target | KLD | top-1 | gate | decode tok/s | vs | ratio | goal |",
         "|---|---|---:|---:|---|---:|---|---:|---|",
     ]
-    for tier, v in onnx.items():
+    for tier, v in sorted(onnx.values(), key=lambda tv: tv[0]):
         rec = q.get((v.name, "onnx-cpu"))
         s = speed[f"{v.name} (onnx-cpu)"]
         kld_max, top1_min, ratio_min, peer = TARGETS.get(tier, (None, None, None, "llama.cpp Q4_0"))
+        peer = "PyTorch fp32" if v.manifest["tier"] == "small" else peer
         base = llama if peer.startswith("llama") else fp32
         ratio = s["median"] / base
         ok = rec and rec.quality and kld_max is not None and rec.quality.kld <= kld_max and \
