@@ -31,7 +31,7 @@ def test_borrowed_tiers_are_marked_and_explained():
         "it routes to int8 (borrowed from base). To fill it, build a variant cheaper than int8 with top1 >= 0.8 but "
         "short of small's floor 0.9"
     )
-    assert "recipes/llama-tiers.yaml" in nano and "--target onnx-cpu" in nano
+    assert "recipes/llama-tiers.yaml" in nano and "onnx-cpu" in nano
     assert "short of base's floor 0.97" in small
     assert shared == (
         "tiers nano, small, base all route to int8 ($0.2/1M blended): routing among them saves nothing until a "

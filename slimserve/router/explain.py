@@ -15,8 +15,12 @@ if TYPE_CHECKING:
     from .targets import RoutingTarget
     from .tiers import Assignment, TierRule
 
-# What fills a local tier on the shipped demo: cheap calibrated int4 served by ONNX Runtime.
-FILL_EXAMPLE = "e.g. recipes/llama-tiers.yaml (fast calibrated int4 on onnx-cpu), and bench it with --target onnx-cpu"
+# What fills a local tier on the shipped demo: cheap calibrated int4 served by ONNX Runtime; more of its projections
+# at 8 bits (mixed precision) raise its quality toward the higher floors.
+FILL_EXAMPLE = (
+    "e.g. the fast calibrated int4 of recipes/llama-tiers.yaml (GPTQ on onnx-cpu; a larger `mixed: {budget_bpw: ...}` "
+    "keeps more layers at 8 bits for a higher floor), then `slimserve bench`"
+)
 ADD_EXTERNAL = "`slimserve catalog add-external NAME --input-per-1m .. --output-per-1m .. --source URL`"
 BENCH_QUALITY = (
     "run `slimserve bench VARIANT` with quality measured (not --no-quality; top1/kld/ppl_delta are measured "
