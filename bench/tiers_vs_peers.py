@@ -180,7 +180,9 @@ def to_markdown(result, rows, records, tiers, onnx, ref, fp_lines) -> str:  # no
         ratio = s["median"] / base
         ok = rec and rec.quality and kld_max is not None and rec.quality.kld <= kld_max and \
             rec.quality.top1 >= top1_min and ratio >= ratio_min  # fmt: skip
-        goal = f"KLD <= {kld_max}, top-1 >= {top1_min}, >= {ratio_min}x: {'met' if ok else 'NOT met'}" if kld_max else ""
+        goal = (
+            f"KLD <= {kld_max}, top-1 >= {top1_min}, >= {ratio_min}x: {'met' if ok else 'NOT met'}" if kld_max else ""
+        )
         lines.append(
             f"| {tier} | {v.name} @ onnx-cpu | {rec.quality.kld:.4f} | {rec.quality.top1:.4f} | "
             f"{rec.gate['status']} | {s['median']:.1f} ({s['min']:.1f}-{s['max']:.1f}) | {peer} | {ratio:.2f}x | {goal} |"
