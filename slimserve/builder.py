@@ -40,15 +40,8 @@ def build(
         r = r.model_copy(update={"base": r.base.model_copy(update={"source": base})})
     chosen = _choose(r, variants, recipe_file)
     cat = Catalog.open(catalog)
-    existing = [v.name for v in chosen if cat.exists(v.name)]
-    if existing and not force:
-        raise UserError(
-            f"variant(s) {', '.join(existing)} already exist in catalog '{cat.root}'",
-            file=recipe_file,
-            field="variants[].name",
-            hint=("Use ", flag("--force", "force=True"), " to rebuild them, or pick other names"),
-        )
     base = resolve_base(r.base, file=recipe_file)
+    done = set() if force else _up_to_date(cat, chosen, r, base, recipe_file)
     recipe_info = {
         "name": r.name,
         "file": recipe_file,
@@ -56,8 +49,14 @@ def build(
         "file_sha256": sha256_file(Path(recipe_file)),
     }
     rows, rejected = [], {}
-    checker = _gate_checker(chosen, base)
+    checker = _gate_checker([v for v in chosen if v.name not in done], base)
     for i, v in enumerate(chosen, 1):
+        if v.name in done:
+            console.print(
+                f"[bold]\\[{i}/{len(chosen)}][/bold] {v.name}: up to date (same recipe and base; --force rebuilds)"
+            )
+            rows.append(cat.get(v.name))
+            continue
         console.print(f"[bold]\\[{i}/{len(chosen)}][/bold] building {v.name} ({v.tier})")
         row = _build_variant(cat, r, v, base, recipe_info, recipe_file, force, checker)
         if isinstance(row, str):
@@ -74,6 +73,27 @@ def build(
     if rejected:
         raise GateRejected(rejected, rows)
     return rows
+
+
+def _up_to_date(cat: Catalog, chosen, r: Recipe, base: ResolvedBase, recipe_file: str) -> set[str]:
+    """Variants already in the catalog from this very recipe content and base (a rerun skips them); any other
+    existing variant of the same name is an error unless forced."""
+    existing = [v.name for v in chosen if cat.exists(v.name)]
+    same = {
+        n for n in existing
+        if (m := cat.get(n).manifest).get("recipe", {}).get("hash") == r.content_hash()
+        and m.get("base", {}).get("source_hash") == base.source_hash
+    }  # fmt: skip
+    stale = [n for n in existing if n not in same]
+    if stale:
+        raise UserError(
+            f"variant(s) {', '.join(stale)} already exist in catalog '{cat.root}', built from another version of the "
+            "recipe or another base",
+            file=recipe_file,
+            field="variants[].name",
+            hint=("Use ", flag("--force", "force=True"), " to rebuild them, or pick other names"),
+        )
+    return same
 
 
 def _gate_checker(chosen, base: ResolvedBase):

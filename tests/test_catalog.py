@@ -44,9 +44,18 @@ def test_failed_step_leaves_catalog_unchanged(tiny_llama_dir, tmp_path, monkeypa
     assert Catalog.open(cat_dir).names() == ["a"]
 
 
-def test_existing_variant_needs_force(tiny_llama_dir, tmp_path):
+def test_rerun_skips_up_to_date_variants(tiny_llama_dir, tmp_path):
     recipe, cat_dir = _recipe(tmp_path, tiny_llama_dir, "a"), tmp_path / "cat"
     first = slimserve.build(recipe, catalog=cat_dir)[0].manifest["built_at"]
+    (again,) = slimserve.build(recipe, catalog=cat_dir)  # the same command twice in a row just works
+    assert again.manifest["built_at"] == first
+
+
+def test_existing_variant_from_another_recipe_needs_force(tiny_llama_dir, tmp_path):
+    recipe, cat_dir = _recipe(tmp_path, tiny_llama_dir, "a"), tmp_path / "cat"
+    first = slimserve.build(recipe, catalog=cat_dir)[0].manifest["built_at"]
+    recipe.write_text(recipe.read_text().replace("group_size: null", "group_size: 32"))
+    assert "group_size: 32" in recipe.read_text()
     with pytest.raises(UserError, match=r"r.yaml: variants\[\].name: variant\(s\) a already exist.*force=True") as e:
         slimserve.build(recipe, catalog=cat_dir)
     assert "--force" not in str(e.value) and "Use --force to rebuild" in e.value.render(cli=True)

@@ -97,7 +97,9 @@ def test_existing_variant_names_the_flag_on_the_cli(tiny_llama_dir, tmp_path, ca
     recipe = write_recipe(tmp_path / "r.yaml", tiny_llama_dir, RTN.format(settings="bits: 8, group_size: null"))
     cat = str(tmp_path / "cat")
     assert main(["build", str(recipe), "--catalog", cat]) == 0
-    capsys.readouterr()
+    assert main(["build", str(recipe), "--catalog", cat]) == 0  # unchanged: up to date
+    assert "up to date" in capsys.readouterr().err
+    recipe.write_text(recipe.read_text().replace("bits: 8", "bits: 4"))
     assert main(["build", str(recipe), "--catalog", cat]) == 2
     err = capsys.readouterr().err
     assert "Use --force to rebuild" in err and "force=True" not in err
