@@ -227,3 +227,4 @@ def test_auto_target_runs_each_variant_where_its_artifact_runs(tmp_path, tiny_ll
     onnx = next(r for r in recs if r.target == "onnx-cpu")
     # scored against the PyTorch reference on the same windows: int8 weights stay close
     assert onnx.quality.kld < 0.01 and onnx.gate["status"] == "passed" and onnx.speed.decode_tok_s.p50 > 0
+    assert any("against tiny-fp32 run on 'cpu'" in n for n in onnx.notes), onnx.notes

@@ -426,7 +426,10 @@ def _quality_phase(rows, ref, tgt, threads, text, text_src, qcfg, suites, tokens
         ref_tgt = tgt if tgt.supports(ref.manifest) is None else get_target("cpu")
         if ref_tgt is not tgt:
             for r in rows:
-                notes[r.name].append(f"reference logits computed on target 'cpu' ({tgt.supports(ref.manifest)})")
+                notes[r.name].append(
+                    f"KLD and top-1 are against {ref.name} run on 'cpu': target '{tgt.name}' cannot run the"
+                    f" reference's {ref.manifest.get('format', 'hf')!r} artifact (expected for a PyTorch reference)"
+                )
         step(f"quality: reference {ref.name}")
         runner = ref_tgt.load(ref.path, ref.manifest, threads)
         try:
