@@ -14,6 +14,10 @@ Steps (one process, one machine state):
    dominate the run);
 4. `slimserve catalog tier`: which variant leads each tier, and its blended cost vs fp32@cpu.
 
+With --genai-python PATH (the interpreter of a separate venv holding onnxruntime-genai and transformers 5; see
+bench/genai_peer.py), onnxruntime-genai's int4 model builder joins as a peer: its model is built from the same fp32
+base before the rounds (once, into --genai-model), and each round runs bench/genai_peer.py for one tg128.
+
 llama.cpp comes from ../shared/tools/build-llamacpp.sh (or --llama-bench PATH). Results: bench/results/tiers_vs_peers.*
 """
 
@@ -34,6 +38,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+GENAI = "onnxruntime-genai int4"
 DEFAULT_LLAMA_BENCH = Path.home() / ".cache/llamacpp-peer/build/bin/llama-bench"
 TARGETS = {  # done-when of issue 11: (max KLD, min top-1, decode ratio, against what)
     "nano": (0.08, 0.83, 1.0, "llama.cpp Q4_0"),
@@ -76,6 +81,38 @@ class OnnxTG:
         return len(g.step_s) / sum(g.step_s)
 
 
+class GenaiTG:
+    """onnxruntime-genai's int4 builder output, timed by bench/genai_peer.py under another venv's interpreter."""
+
+    def __init__(self, python: str, base: Path, model: Path, threads: int, extra: list[str]):
+        self.cmd = [python, str(REPO / "bench/genai_peer.py"), "--base", str(base), "--model", str(model),
+                    "--threads", str(threads)]  # fmt: skip
+        if extra:
+            self.cmd += ["--extra-options", *extra]
+        self.info = self.run("--build-only")["build"]  # the build, outside the timed rounds
+
+    def run(self, *more: str) -> dict:
+        res = sh([*self.cmd, *more])
+        if res.returncode:
+            raise SystemExit(f"bench/genai_peer.py failed (rc {res.returncode}): {res.stderr[-800:]}")
+        return json.loads(res.stdout.strip().splitlines()[-1])
+
+    def tg(self) -> float:
+        return float(self.run()["tg"])
+
+
+def genai_peer(args: argparse.Namespace, ref) -> GenaiTG | None:  # noqa: ANN001
+    if not args.genai_python:
+        print("onnxruntime-genai int4 peer skipped: no --genai-python (see bench/genai_peer.py)", flush=True)
+        return None
+    from slimserve.sources import cache_root
+
+    base = cache_root() / "bases" / ref.manifest["base"]["source_hash"][:16]
+    if not (base / "config.json").is_file():
+        raise SystemExit(f"the fp32 HF base of {ref.name} is not at {base}")
+    return GenaiTG(args.genai_python, base, Path(args.genai_model), args.threads, args.genai_extra_options)
+
+
 class TorchTG:
     def __init__(self, path: Path, threads: int):
         from slimserve.bench.torch_runner import TorchRunner
@@ -110,6 +147,11 @@ def main() -> None:
     ap.add_argument("--profile", default="quick", help="slimserve bench profile for quality and cost")
     ap.add_argument("--llama-bench", default=str(DEFAULT_LLAMA_BENCH))
     ap.add_argument("--out", default=str(REPO / "bench/results/tiers_vs_peers"))
+    ap.add_argument("--genai-python", help="python of a venv with onnxruntime-genai: adds its int4 builder as a peer")
+    ap.add_argument("--genai-model", default="/tmp/genai-int4", help="where the genai int4 model is built once")
+    ap.add_argument("--genai-extra-options", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="its builder's --extra_options (e.g. matmul_mixed_precision=last_matmul:int8 "
+                    "shared_embeddings=false: lm_head int8 as in our nano; use another --genai-model)")  # fmt: skip
     args = ap.parse_args()
 
     import slimserve
@@ -141,16 +183,33 @@ def main() -> None:
         engines[f"{v.name} (onnx-cpu)"] = OnnxTG(v.path / "model.onnx", args.threads).tg
     ref = next(v for v in rows.values() if v.manifest.get("reference"))
     engines[f"{ref.name} (PyTorch cpu)"] = TorchTG(ref.path, args.threads).tg
+    genai = genai_peer(args, ref)
+    if genai:
+        engines[GENAI] = genai.tg
     speed = side_by_side(engines, args.rounds)
 
     fp = fingerprint(hardware_key="local-cpu", device="cpu", threads=args.threads, command=command)
     result = {"command": command, "load_avg_start": load0, "load_avg_end": os.getloadavg(), "build_s": build_s,
               "fingerprint": fp.__dict__, "speed_tg128": speed, "tiers": tiers.to_dict(),
+              "genai_build": genai.info if genai else None,
               "records": [r.to_dict() for r in records]}  # fmt: skip
     md = to_markdown(result, rows, records, tiers, onnx, ref, fingerprint_lines(fp))
     Path(args.out + ".json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     Path(args.out + ".md").write_text(md)
     print(md)
+
+
+def peer_rows(speed: dict, genai_build: dict | None) -> list[str]:
+    s = speed["llama.cpp Q4_0"]
+    rows = [f"| peer | llama.cpp Q4_0 (llama-bench) | | | | {s['median']:.1f} ({s['min']:.1f}-{s['max']:.1f}) | | | |"]
+    if genai_build and GENAI in speed:
+        g, ver = speed[GENAI], genai_build["versions"]["onnxruntime-genai"]
+        extra = genai_build["command"].partition(" --extra_options ")[2]
+        rows.append(
+            f"| peer | onnxruntime-genai {ver} model builder (`-p int4 -e cpu{' ' + extra if extra else ''}`) | | | | "
+            f"{g['median']:.1f} ({g['min']:.1f}-{g['max']:.1f}) | llama.cpp Q4_0 | {g['median'] / s['median']:.2f}x | |"
+        )
+    return rows
 
 
 def to_markdown(result, rows, records, tiers, onnx, ref, fp_lines) -> str:  # noqa: ANN001
@@ -191,8 +250,7 @@ def to_markdown(result, rows, records, tiers, onnx, ref, fp_lines) -> str:  # no
         f"| reference | {ref.name} @ cpu | 0 | 1 | reference | {fp32:.1f} "
         f"({speed[f'{ref.name} (PyTorch cpu)']['min']:.1f}-{speed[f'{ref.name} (PyTorch cpu)']['max']:.1f}) | | | |"
     )
-    lines.append(f"| peer | llama.cpp Q4_0 (llama-bench) | | | | {llama:.1f} "
-                 f"({speed['llama.cpp Q4_0']['min']:.1f}-{speed['llama.cpp Q4_0']['max']:.1f}) | | | |")  # fmt: skip
+    lines += peer_rows(speed, result.get("genai_build"))
     lines += ["", "## Tiers (`slimserve catalog tier`)", "", "| tier | leader | blended $/1M | vs fp32@cpu |",
               "|---|---|---:|---:|"]  # fmt: skip
     st = tiers.status
