@@ -41,7 +41,7 @@ def build(
     chosen = _choose(r, variants, recipe_file)
     cat = Catalog.open(catalog)
     base = resolve_base(r.base, file=recipe_file)
-    done = set() if force else _up_to_date(cat, chosen, r, base, recipe_file)
+    done = {} if force else _up_to_date(cat, chosen, r, base, recipe_file)
     recipe_info = {
         "name": r.name,
         "file": recipe_file,
@@ -55,7 +55,7 @@ def build(
             console.print(
                 f"[bold]\\[{i}/{len(chosen)}][/bold] {v.name}: up to date (same recipe and base; --force rebuilds)"
             )
-            rows.append(cat.get(v.name))
+            rows.append(done[v.name])
             continue
         console.print(f"[bold]\\[{i}/{len(chosen)}][/bold] building {v.name} ({v.tier})")
         row = _build_variant(cat, r, v, base, recipe_info, recipe_file, force, checker)
@@ -75,14 +75,14 @@ def build(
     return rows
 
 
-def _up_to_date(cat: Catalog, chosen, r: Recipe, base: ResolvedBase, recipe_file: str) -> set[str]:
-    """Variants already in the catalog from this very recipe content and base (a rerun skips them); any other
-    existing variant of the same name is an error unless forced."""
-    existing = [v.name for v in chosen if cat.exists(v.name)]
+def _up_to_date(cat: Catalog, chosen, r: Recipe, base: ResolvedBase, recipe_file: str) -> dict:
+    """Catalog rows (by name) of the variants already built from this very recipe content and base (a rerun skips
+    them); any other existing variant of the same name is an error unless forced."""
+    existing = {v.name: cat.get(v.name) for v in chosen if cat.exists(v.name)}
     same = {
-        n for n in existing
-        if (m := cat.get(n).manifest).get("recipe", {}).get("hash") == r.content_hash()
-        and m.get("base", {}).get("source_hash") == base.source_hash
+        n: row for n, row in existing.items()
+        if row.manifest.get("recipe", {}).get("hash") == r.content_hash()
+        and row.manifest.get("base", {}).get("source_hash") == base.source_hash
     }  # fmt: skip
     stale = [n for n in existing if n not in same]
     if stale:

@@ -131,8 +131,9 @@ class InputStats:
             if hessian:
                 self.xtx = torch.zeros(x.shape[-1], x.shape[-1])
         self.sq_sum += x.pow(2).sum(0)
-        self.abs_sum += x.abs().sum(0)
-        amax = x.abs().amax(0)
+        ax = x.abs()
+        self.abs_sum += ax.sum(0)
+        amax = ax.amax(0)
         self.abs_max = amax if self.abs_max is None else torch.maximum(self.abs_max, amax)
         if hessian:
             self.xtx.addmm_(x.T, x)

@@ -14,7 +14,7 @@ import torch
 from ..steps import StepContext
 from .awq import scale_groups
 from .awq_math import fold_scales_into_linear, fold_scales_into_norm
-from .calib import capture_layer_inputs, collect_input_stats, decoder_layers, layer_prefix, load_calibration, run_layer
+from .calib import capture_layer_inputs, collect_input_stats, decoder_layers, layer_prefix, load_calibration
 from .configs import SmoothQuantConfig
 
 
@@ -39,7 +39,8 @@ def apply(model, cfg: SmoothQuantConfig, ctx: StepContext):
         mods = dict(layer.named_modules())
         groups = scale_groups(layer)
         probes = {g["name"]: mods[g["consumers"][0]] for g in groups}
-        stats, _ = collect_input_stats(layer, probes, inputs)
+        # smoothing keeps the layer's float function, so these outputs feed the next layer as they are
+        stats, outputs = collect_input_stats(layer, probes, inputs)
         for g in groups:
             lin = [mods[c].weight.data for c in g["consumers"]]
             s = smooth_scales(stats[g["name"]].abs_max, lin, cfg.alpha)
@@ -48,7 +49,7 @@ def apply(model, cfg: SmoothQuantConfig, ctx: StepContext):
             else:
                 fold_scales_into_linear(g["prev"].weight.data, g["prev"].bias, lin, s)
             spread[f"{prefix}.{g['name']}"] = round(float(s.max() / s.min()), 2)
-        inputs = run_layer(layer, inputs)
+        inputs = outputs
     ctx.records["smoothed"] = {"groups": len(spread), "scale_max_over_min": spread}
     ctx.records["seconds"] = round(time.perf_counter() - started, 1)
     return model
