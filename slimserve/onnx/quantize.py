@@ -53,6 +53,9 @@ def _fused_qparams(modules: list, k: int) -> QParams | None:
     return QParams(torch.cat([q.scale for q in qps], 0), zero, first.bits, first.group_size)
 
 
+WEIGHT_BITS = {"int4": 4, "int8": 8}  # MatMulNBits bits of each `weights:` value
+
+
 class WeightPlan:
     """Callable (name, weight, source modules) -> packed weight or None (float MatMul), recording each decision."""
 
@@ -61,7 +64,7 @@ class WeightPlan:
         self.decisions: dict[str, dict] = {}
         # a float lm_head tied to a float embedding shares its table
         self.keep_tied = cfg.weights == "float" or not cfg.quantize_lm_head
-        self.default_bits = {"int4": 4, "int8": 8}.get(cfg.weights)
+        self.default_bits = WEIGHT_BITS.get(cfg.weights)
 
     def __call__(self, name: str, w: torch.Tensor, sources: list) -> NBitsWeight | None:
         cfg = self.cfg

@@ -120,7 +120,7 @@ def apply_onnx(model, cfg: OnnxExportConfig, ctx: StepContext):
     import time
 
     from .export import export_fused, export_optimum, quantize_optimum_nbits
-    from .quantize import WeightPlan
+    from .quantize import WEIGHT_BITS, WeightPlan
 
     _check_dir_empty_of_onnx(ctx)
     out = ctx.work_dir
@@ -131,8 +131,8 @@ def apply_onnx(model, cfg: OnnxExportConfig, ctx: StepContext):
         path = export_fused(model, out, plan, accuracy_level=cfg.accuracy_level)
     else:
         path = export_optimum(model, out)
-        if cfg.weights in ("int4", "int8"):
-            bits = 4 if cfg.weights == "int4" else 8
+        if cfg.weights in WEIGHT_BITS:
+            bits = WEIGHT_BITS[cfg.weights]
             names = quantize_optimum_nbits(
                 path, bits=bits, block_size=cfg.block_size, symmetric=cfg.symmetric, accuracy_level=cfg.accuracy_level
             )
