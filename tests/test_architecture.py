@@ -16,14 +16,7 @@ PACKAGE = REPO / "slimserve"
 TABLE = REPO / "ARCHITECTURE.md"
 
 # Known departures from the table, each (importer, imported). Empty is the goal; add none.
-ALLOWED: set[tuple[str, str]] = {
-    # the lazy-import plugin mechanisms that Registry(plugins=...) replaces (issue 13, item 2)
-    ("slimserve.loaders", "slimserve.onnx.loader"),
-    *(
-        ("slimserve.router.formats", f"slimserve.router.formats.{m}")
-        for m in ("litellm", "openrouter", "routellm", "slimserve_json")
-    ),
-}
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def layer_table() -> dict[str, tuple[int, str]]:
