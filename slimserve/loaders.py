@@ -9,8 +9,10 @@ from pathlib import Path
 from .errors import DependencyError, UserError
 from .registry import Registry
 
+# Modules that register more loaders when they import (ONNX needs the onnx extras).
+LOADER_PLUGINS = ("slimserve.onnx.loader:onnx,onnx-static",)
 # fn(path, manifest, device) -> (model, tokenizer)
-LOADERS: Registry[Callable[[Path, dict, str], tuple]] = Registry("artifact format")
+LOADERS: Registry[Callable[[Path, dict, str], tuple]] = Registry("artifact format", plugins=LOADER_PLUGINS)
 
 
 def read_manifest(path: str | Path) -> dict:
@@ -83,19 +85,10 @@ LOADERS.add("compressed-tensors", _ct)
 LOADERS.add("bitsandbytes", _bnb)
 
 
-def _register_optional() -> None:
-    try:  # the ONNX loaders register themselves when their module is present
-        from .onnx import loader  # noqa: F401
-    except ImportError:
-        pass
-
-
 def load_variant(path: str | Path, device: str = "cpu") -> tuple:
     """(model, tokenizer, manifest) of the variant at `path`."""
     p = Path(path)
     manifest = read_manifest(p)
-    if manifest.get("format") not in LOADERS:
-        _register_optional()
     model, tok = LOADERS.get(manifest.get("format", "hf"), field="manifest.format", file=str(p / "manifest.json"))(
         p, manifest, device
     )

@@ -1,15 +1,13 @@
 """Registers every recipe method: its config class and its ``apply``. Add new methods to ``METHODS``.
 
-Config classes are imported now and must live in torch-free modules (validating a recipe imports no torch,
-transformers or onnx); ``apply`` is imported on its first call.
+The step registries (slimserve.steps.STEPS) import this module on their first lookup. Config classes are imported
+then and must live in torch-free modules (validating a recipe imports no torch, transformers or onnx); ``apply`` is
+imported on its first call.
 """
 
 from __future__ import annotations
 
-import importlib
-
-from .errors import SlimserveError
-from .steps import register_step
+from .steps import register_step, resolve
 
 # (step kind, method name, "module:ConfigClass", "module:apply")
 METHODS = (
@@ -25,15 +23,5 @@ METHODS = (
 )
 
 
-def _config(ref: str):
-    module, _, name = ref.partition(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except ModuleNotFoundError as e:  # a method module being written in parallel must not break the rest
-        if e.name != module:
-            raise
-        raise SlimserveError(f"config module {module} is listed in slimserve.methods but missing") from e
-
-
 for _kind, _method, _config_ref, _apply_ref in METHODS:
-    register_step(_kind, _method, _config(_config_ref), _apply_ref)
+    register_step(_kind, _method, resolve(_config_ref), _apply_ref)

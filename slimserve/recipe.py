@@ -170,8 +170,6 @@ def recipe_model() -> type[Recipe]:
     """The Recipe class with the step union built from the registered methods."""
     from pydantic import create_model
 
-    from . import methods  # noqa: F401  (registers every method)
-
     members = []
     for kind in STEP_KINDS:
         union = _method_union(kind)

@@ -2,7 +2,8 @@
 pydantic config class and an ``apply(model, cfg, ctx) -> model`` function.
 
 ``slimserve.methods`` registers every method: its config class (from a torch-free module, so validating a
-recipe imports no torch) and its ``apply`` as ``"module:function"``, imported on first use.
+recipe imports no torch) and its ``apply`` as ``"module:function"``, imported on first use. The registries import
+it on their first lookup.
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ def resolve(ref: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
-STEPS: dict[str, Registry[StepSpec]] = {k: Registry(f"{k} method") for k in STEP_KINDS}
+# The plugin module that registers every built-in method (its METHODS table lists them).
+METHOD_PLUGINS = ("slimserve.methods",)
+STEPS: dict[str, Registry[StepSpec]] = {k: Registry(f"{k} method", plugins=METHOD_PLUGINS) for k in STEP_KINDS}
 # The config field that names the method inside each step kind: `quantize: {method: rtn}`, `export: {format: onnx}`.
 DISCRIMINATOR = {"prune": "method", "quantize": "method", "export": "format"}
 

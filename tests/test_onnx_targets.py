@@ -25,7 +25,6 @@ def test_supports_explains_format_mismatch():
 
 
 def test_onnx_loader_registered(tmp_path):
-    from slimserve.loaders import LOADERS, _register_optional
+    from slimserve.loaders import LOADERS
 
-    _register_optional()
     assert "onnx" in LOADERS and "onnx-static" in LOADERS

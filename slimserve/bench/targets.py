@@ -15,22 +15,18 @@ Register the class (the registry instantiates nothing); get_target() returns an 
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..errors import UserError
 from ..registry import Registry
 from .runner import Runner
 
-TARGETS: Registry[type[Target]] = Registry("target")
-
-# Modules that register more targets; imported lazily so a missing extra never breaks `slimserve bench --target cpu`.
-PLUGIN_MODULES = {"slimserve.onnx.targets": ("onnx-cpu", "onnx-cuda", "neuron-static")}
-_plugin_errors: dict[str, str] = {}  # target name -> why its module did not import
-_plugins_loaded = False
+# Modules that register more targets (module:the names it registers); imported on the first lookup, so a missing
+# extra never breaks `slimserve bench --target cpu`.
+PLUGIN_MODULES = ("slimserve.onnx.targets:onnx-cpu,onnx-cuda,neuron-static",)
+TARGETS: Registry[type[Target]] = Registry("target", plugins=PLUGIN_MODULES)
 
 TORCH_FORMATS = ("hf", "compressed-tensors", "bitsandbytes")
 
@@ -60,44 +56,20 @@ class Target:
         return "local-gpu" if self.device.startswith("cuda") else "local-cpu"
 
 
-def load_plugins() -> None:
-    """Import modules that register further targets; remember why one failed so get_target can say so."""
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    for module, names in PLUGIN_MODULES.items():
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            for n in names:
-                _plugin_errors[n] = f"{module} could not be imported ({exc})"
-
-
 def target_names() -> list[str]:
-    load_plugins()
-    return sorted(set(TARGETS.names()) | set(_plugin_errors))
+    """Every target, those whose module did not import included (target_status says why)."""
+    return sorted(set(TARGETS.names()) | set(TARGETS.unavailable()))
 
 
 def get_target(name: str) -> Target:
     """The target instance for a name; UserError listing valid names if unknown or not importable."""
-    load_plugins()
-    if name not in TARGETS and name in _plugin_errors:
-        raise UserError(f"target '{name}' is not available: {_plugin_errors[name]}", field="--target")
-    if name not in TARGETS:
-        raise UserError(f"unknown target '{name}'", field="--target", allowed=target_names())
     return TARGETS.get(name, field="--target")()
 
 
 def target_status() -> dict[str, str | None]:
     """name -> None (runs here) or the reason it does not; for `slimserve bench --list-targets`."""
-    out: dict[str, str | None] = {}
-    for name in target_names():
-        if name in _plugin_errors and name not in TARGETS:
-            out[name] = _plugin_errors[name]
-        else:
-            out[name] = TARGETS.get(name)().available()
-    return out
+    missing = TARGETS.unavailable()
+    return {name: missing[name] if name in missing else TARGETS.get(name)().available() for name in target_names()}
 
 
 def status_text(name: str, why: str | None) -> str:

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import GateRejected, UserError
+from ..registry import Registry
 
-# Command modules in help order; a module that is absent (optional extra) is skipped with a note.
+# Command modules in help order; each registers its `register(subparsers)` with @COMMANDS.register(name). One whose
+# optional dependency is missing is left out of the parser and named in the help.
 COMMAND_MODULES = ("build", "catalog", "generate", "recipe", "bench", "router")
+COMMANDS: Registry[Callable[[Any], None]] = Registry(
+    "command", plugins=tuple(f"{__name__}.{m}" for m in COMMAND_MODULES)
+)
 
 
 def catalog_arg(p: argparse.ArgumentParser) -> None:
@@ -23,23 +29,19 @@ def catalog_arg(p: argparse.ArgumentParser) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
+    missing = "".join(f"\n  {m.rpartition('.')[2]}: {why}" for m, why in COMMANDS.unavailable().items())
     parser = argparse.ArgumentParser(
         prog="slimserve",
         description="Build, benchmark and price compressed LLM variants as routing targets.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  slimserve build recipes/llama-int4.yaml\n  slimserve catalog list\n"
-        "  slimserve bench --target cpu\n  slimserve catalog export --format litellm -o router.yaml",
+        "  slimserve bench --target cpu\n  slimserve catalog export --format litellm -o router.yaml"
+        + (f"\n\nunavailable commands:{missing}" if missing else ""),
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(f"{__name__}.{name}")
-        except ImportError as e:
-            if e.name != f"{__name__}.{name}":
-                raise
-            continue
-        mod.register(sub)
+    for _name, add in COMMANDS.items():
+        add(sub)
     return parser
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import catalog_arg, kwargs_of
+from . import COMMANDS, catalog_arg, kwargs_of
 
 EPILOG = """examples:
   slimserve bench                                       # every variant on its own target (cpu / onnx-cpu), quick
@@ -29,6 +29,7 @@ def _ints(text: str) -> list[int]:
     return vals
 
 
+@COMMANDS.register("bench")
 def register(sub) -> None:
     p = sub.add_parser(
         "bench",

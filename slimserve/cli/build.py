@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from . import catalog_arg, kwargs_of
+from . import COMMANDS, catalog_arg, kwargs_of
 
 
+@COMMANDS.register("build")
 def register(sub) -> None:
     p = sub.add_parser(
         "build",

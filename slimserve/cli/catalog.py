@@ -7,9 +7,10 @@ import json
 import sys
 import textwrap
 
-from . import catalog_arg
+from . import COMMANDS, catalog_arg
 
 
+@COMMANDS.register("catalog")
 def register(sub) -> None:
     p = sub.add_parser("catalog", help="inspect and manage the catalog of built variants")
     cs = p.add_subparsers(dest="catalog_command", metavar="SUBCOMMAND", required=True)

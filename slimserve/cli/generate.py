@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import catalog_arg, kwargs_of
+from . import COMMANDS, catalog_arg, kwargs_of
 
 SAMPLING = ("catalog", "max_new_tokens", "temperature", "top_p", "seed", "chat", "device")
 
@@ -27,6 +27,7 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
 
 
+@COMMANDS.register("generate")
 def register(sub) -> None:
     g = sub.add_parser(
         "generate",

@@ -6,7 +6,10 @@ import argparse
 import json
 import sys
 
+from . import COMMANDS
 
+
+@COMMANDS.register("recipe")
 def register(sub) -> None:
     p = sub.add_parser("recipe", help="validate recipes; print their JSON Schema")
     rs = p.add_subparsers(dest="recipe_command", metavar="SUBCOMMAND", required=True)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import catalog_arg, kwargs_of
+from . import COMMANDS, catalog_arg, kwargs_of
 
 
+@COMMANDS.register("router")
 def register(sub) -> None:
     p = sub.add_parser(
         "report",

@@ -1,4 +1,4 @@
-"""Loaders for the artifact formats "onnx" and "onnx-static" (registered into slimserve.loaders.LOADERS).
+"""Loaders for the artifact formats "onnx" and "onnx-static" (a plugin of slimserve.loaders.LOADERS).
 
 ``slimserve.load(path)`` of an "onnx" variant returns optimum's ORTModelForCausalLM, so ``model.generate`` works as
 with transformers; the benchmark targets use slimserve's faster OrtRunner / StaticRunner instead.
@@ -37,6 +37,5 @@ def load_onnx_static(path: Path, manifest: dict, device: str = "cpu"):
     return StaticRunner(Path(path), tok, device=device), tok
 
 
-for _fmt, _fn in (("onnx", load_onnx), ("onnx-static", load_onnx_static)):
-    if _fmt not in LOADERS:
-        LOADERS.add(_fmt, _fn)
+LOADERS.add("onnx", load_onnx)
+LOADERS.add("onnx-static", load_onnx_static)

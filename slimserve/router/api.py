@@ -21,7 +21,7 @@ from typing import Any
 from ..errors import UserError, flag
 from . import external as ext
 from . import targets as tg
-from .formats import EXPORTERS, ExportContext, check_api_base, load_all, write_atomic
+from .formats import EXPORTERS, ExportContext, check_api_base, write_atomic
 from .tiers import DEFAULT_RULES, Assignment, assign, assign_from_recipe, load_rules
 
 DEFAULT_API_BASE = "http://localhost:8000/v1"
@@ -214,7 +214,6 @@ def export(
     target keeps only one benchmark target (e.g. "cpu"). Targets their gates rejected are left out unless
     include_rejected. Returns the written path.
     """
-    load_all()
     render = EXPORTERS.get(format, field="format")
     check_api_base(api_base)
     out = Path(output)
@@ -294,5 +293,4 @@ def add_external(
 
 
 def formats() -> list[str]:
-    load_all()
     return EXPORTERS.names()

@@ -47,7 +47,14 @@ class ExportContext:
         return [*self.assignment.notes, *self.notes]
 
 
-EXPORTERS: Registry[Callable[[ExportContext], str]] = Registry("export format")
+# One module per format; each registers its render function when the registry first looks it up.
+FORMAT_MODULES = (
+    "slimserve.router.formats.litellm",
+    "slimserve.router.formats.openrouter",
+    "slimserve.router.formats.routellm",
+    "slimserve.router.formats.slimserve_json",
+)
+EXPORTERS: Registry[Callable[[ExportContext], str]] = Registry("export format", plugins=FORMAT_MODULES)
 
 
 def check_api_base(template: str) -> str:
@@ -75,11 +82,6 @@ def per_token_str(usd_per_1m: float) -> str:
 
 def per_token_float(usd_per_1m: float) -> float:
     return float(per_token(usd_per_1m))
-
-
-def load_all() -> None:
-    """Import the format modules so they register themselves."""
-    from . import litellm, openrouter, routellm, slimserve_json  # noqa: F401
 
 
 def header_comment(ctx: ExportContext, what: str) -> str:
