@@ -10,10 +10,8 @@ from __future__ import annotations
 import hashlib
 import json as _json
 import os
-import secrets
 import sys
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +31,6 @@ from .report import to_markdown, write_reports
 from .speed import SpeedConfig, prompt_batch, scenarios, text_token_ids
 from .store import save_run, variant_build_id
 from .targets import Target, get_target
-
-
-def _load_avg() -> str | None:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return None
 
 
 def _busy_note(load_avg: str | None, cores: int) -> str | None:
@@ -122,13 +113,21 @@ def bench(
 def run(
     cfg: BenchConfig, *, show: bool = True, command: str | None = None, log: Callable[[str], None] | None = None
 ) -> list[BenchRecord]:
-    """One bench run (optimum-benchmark's run(BenchmarkConfig)): prepare -> speed -> quality -> records -> store."""
-    if cfg.target == "auto" or "," in cfg.target:
-        return _run_targets(cfg, show=show, command=command, log=log)
+    """One bench run (optimum-benchmark's run(BenchmarkConfig)): every target's plan is prepared (all input checked)
+    before any measuring, then each target runs speed -> quality -> records -> store."""
     live = log is None and not cfg.json_output and sys.stderr.isatty()
     if log is None:
         log = (lambda m: print(m, file=sys.stderr, flush=True)) if not cfg.json_output else (lambda m: None)
-    p = prepare(cfg, log, command)
+    plans = [prepare(c, log, command) for c in per_target(cfg)]
+    records: list[BenchRecord] = []
+    for p in plans:
+        records += _execute(p, show=show, log=log, live=live)
+    return records
+
+
+def _execute(p: BenchPlan, *, show: bool, log: Callable[[str], None], live: bool) -> list[BenchRecord]:
+    cfg = p.cfg
+    p.stamp()
     log(
         f"bench run {p.run_id}: {len(p.rows)} variant(s) on {cfg.target}, profile {cfg.profile}"
         f"{' (--full for published numbers)' if cfg.profile == 'quick' else ''}; load average {p.config['load_avg']}"
@@ -182,7 +181,6 @@ def prepare(cfg: BenchConfig, log: Callable[[str], None], command: str | None = 
     ref = next((v for v in cat.variants() if v.manifest.get("reference")), None)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    now = datetime.now(timezone.utc)
     fp = fingerprint(
         hardware_key=price[0], device=tgt.device, threads=cfg.threads or torch.get_num_threads(), command=command
     )
@@ -197,14 +195,12 @@ def prepare(cfg: BenchConfig, log: Callable[[str], None], command: str | None = 
         "price_source": price[2],
         "eval_text": text_src,
         "eval_mc": suites and {k: len(v[0]) for k, v in suites.items()},
-        "load_avg": _load_avg(),
+        "load_avg": None,  # stamped when the run starts
         "variants": [r.name for r in rows],
     }
     return BenchPlan(
         cfg=cfg, tgt=tgt, scfg=scfg, qcfg=qcfg, root=Path(cat.root), rows=rows, ref=ref, text=text,
-        text_src=text_src, text_sha=text_sha, suites=suites, price=price,
-        run_id=now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2),
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"), fingerprint=fp, config=config,
+        text_src=text_src, text_sha=text_sha, suites=suites, price=price, fingerprint=fp, config=config,
         notes={r.name: [] for r in rows},
     )  # fmt: skip
 
@@ -250,10 +246,12 @@ def store(p: BenchPlan, records: list[BenchRecord], log: Callable[[str], None]) 
     log(f"stored run {p.run_id} in {cat.root / 'index.sqlite'}; reports {js} and {md}")
 
 
-def _run_targets(cfg: BenchConfig, **kw: Any) -> list[BenchRecord]:
-    """One run per target: "auto" puts each variant on the first target that runs it here (cpu for PyTorch
+def per_target(cfg: BenchConfig) -> list[BenchConfig]:
+    """One config per target: "auto" puts each variant on the first target that runs it here (cpu for PyTorch
     artifacts, onnx-cpu for ONNX graphs, neuron-static for static buckets); "cpu,onnx-cpu" runs each listed target
     on the variants it supports."""
+    if cfg.target != "auto" and "," not in cfg.target:
+        return [cfg]
     from ..catalog import Catalog
     from .gate_check import natural_target
 
@@ -269,11 +267,7 @@ def _run_targets(cfg: BenchConfig, **kw: Any) -> list[BenchRecord]:
         for t in [x.strip() for x in cfg.target.split(",") if x.strip()]:
             tgt = get_target(t)
             groups[t] = [r.name for r in rows if tgt.supports(r.manifest) is None]
-    records: list[BenchRecord] = []
-    for t, names in groups.items():
-        if names:
-            records += run(cfg.with_(variants=names, target=t, catalog=cat.root), **kw)
-    return records
+    return [cfg.with_(variants=names, target=t, catalog=cat.root) for t, names in groups.items() if names]
 
 
 def _progress(p: BenchPlan, *, log: Callable[[str], None], live: bool) -> BenchProgress:

@@ -99,6 +99,13 @@ class BenchConfig(BaseModel):
         get_profile(v)  # a UserError naming --profile and the allowed names
         return v
 
+    @field_validator("out")
+    @classmethod
+    def _out_is_a_folder(cls, v: PathLike) -> PathLike:
+        if v is not None and Path(v).exists() and not Path(v).is_dir():
+            raise ValueError(f"'{v}' exists and is not a folder (reports are written into a folder)")
+        return v
+
     @model_validator(mode="after")
     def _something_to_do(self) -> BenchConfig:
         if not self.speed and not self.quality:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import os
+import secrets
 import statistics
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +54,19 @@ class BenchPlan:
     text_sha: str
     suites: dict[str, Any]
     price: tuple[str, float, str]  # hardware key, $/hour, where the price comes from
-    run_id: str
-    created: str
     fingerprint: Fingerprint
     config: dict[str, Any]  # the run config as stored and printed
     notes: dict[str, list[str]] = field(default_factory=dict)
+    run_id: str = ""
+    created: str = ""
     _ids: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def stamp(self) -> None:
+        """Name the run and note the machine's load when it starts (plans of later targets wait their turn)."""
+        now = datetime.now(timezone.utc)
+        self.run_id = now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+        self.created = now.isoformat(timespec="seconds")
+        self.config["load_avg"] = load_avg()
 
     def tokens_for(self, runner: Any) -> torch.Tensor:
         """The eval text's token ids for this runner's tokenizer (once per tokenizer; windows read its end)."""
@@ -64,6 +74,13 @@ class BenchPlan:
         if key not in self._ids:
             self._ids[key] = text_token_ids(runner.tokenizer, self.text, max_chars=None)
         return self._ids[key]
+
+
+def load_avg() -> str | None:
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return None
 
 
 def release_memory() -> None:
