@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from slimserve.bench import api as bench_api
+from slimserve.bench import phases as bench_phases
 from slimserve.bench.api import bench
 from slimserve.bench.store import history, latest_records, summary_columns
 from slimserve.bench.targets import TARGETS, get_target, target_status
@@ -98,7 +98,7 @@ def test_mc_from_jsonl(tiny_catalog, tmp_path):
 )
 def test_bad_input_fails_before_measuring_and_stores_nothing(fresh_catalog, kwargs, match, monkeypatch):
     root, text = fresh_catalog
-    monkeypatch.setattr(bench_api, "run_round", lambda *a, **k: pytest.fail("measured despite bad input"))
+    monkeypatch.setattr(bench_phases, "run_round", lambda *a, **k: pytest.fail("measured despite bad input"))
     kw = {**QUICK, "eval_text": text, **kwargs}
     variants = kw.pop("variants", None)
     with pytest.raises(UserError, match=match):
@@ -110,7 +110,7 @@ def test_too_short_eval_text(fresh_catalog, tmp_path, monkeypatch):
     root, _ = fresh_catalog
     short = tmp_path / "short.txt"
     short.write_text("Too short for one window.")
-    monkeypatch.setattr(bench_api, "run_round", lambda *a, **k: pytest.fail("measured despite bad input"))
+    monkeypatch.setattr(bench_phases, "run_round", lambda *a, **k: pytest.fail("measured despite bad input"))
     with pytest.raises(UserError, match="short.txt"):
         bench(catalog=root, eval_text=short, **QUICK)
     assert history(Catalog.open(root)) == []
@@ -138,7 +138,7 @@ def test_unsupported_artifact_is_an_error_when_named(fresh_catalog):
 
 def test_ctrl_c_stores_nothing(fresh_catalog, monkeypatch):
     root, text = fresh_catalog
-    real = bench_api.run_round
+    real = bench_phases.run_round
     calls = []
 
     def interrupt_second(*a, **k):
@@ -147,7 +147,7 @@ def test_ctrl_c_stores_nothing(fresh_catalog, monkeypatch):
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(bench_api, "run_round", interrupt_second)
+    monkeypatch.setattr(bench_phases, "run_round", interrupt_second)
     with pytest.raises(KeyboardInterrupt):
         bench(catalog=root, eval_text=text, **QUICK)
     assert history(Catalog.open(root)) == [] and not (root / "bench").exists()

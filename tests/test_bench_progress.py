@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from slimserve.bench import api as bench_api
+from slimserve.bench import phases as bench_phases
 from slimserve.bench.api import _busy_note, bench
 from slimserve.bench.profiles import DEFAULT_PROFILE, PROFILES, get_profile, profile_line
 from slimserve.bench.progress import BenchProgress, Step, Tracker, fmt_s, plan, quality_hint_s
@@ -186,7 +187,7 @@ def test_bench_records_profile_and_logs_progress(cat, capsys):
 def test_full_profile_from_the_cli(cat, monkeypatch):
     root, text = cat
     seen = {}
-    monkeypatch.setattr(bench_api, "bench", lambda *a, **k: seen.update(k))
+    monkeypatch.setattr(bench_api, "bench", lambda *a, config, **k: seen.update(config.model_dump()))
     assert main(["bench", "--catalog", str(root), "--full"]) == 0 and seen["profile"] == "full"
     assert main(["bench", "--catalog", str(root)]) == 0 and seen["profile"] == "quick"
     assert main(["bench", "--catalog", str(root), "--profile", "full", "--rounds", "2"]) == 0
@@ -197,6 +198,6 @@ def test_full_profile_from_the_cli(cat, monkeypatch):
 
 def test_unknown_profile_fails_before_measuring(cat, monkeypatch):
     root, text = cat
-    monkeypatch.setattr(bench_api, "run_round", lambda *a, **k: pytest.fail("measured despite bad input"))
+    monkeypatch.setattr(bench_phases, "run_round", lambda *a, **k: pytest.fail("measured despite bad input"))
     with pytest.raises(UserError, match="unknown bench profile"):
         bench(catalog=root, eval_text=text, profile="slow", show=False, log=lambda m: None, **TINY)

@@ -64,6 +64,32 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def config_args(p: argparse.ArgumentParser, model, *, types: dict | None = None, skip: tuple[str, ...] = ()) -> None:
+    """Add one option per field of a pydantic config: the field's alias or name as the flag, its description as
+    the help, its default as the default. A bool that defaults to True becomes --no-NAME; types maps a field to
+    its argparse type where the annotation is not int/float/str (e.g. comma lists)."""
+    import typing
+
+    for name, f in model.model_fields.items():
+        if name in skip:
+            continue
+        spelled = (f.alias or name).replace("_", "-")
+        kind = typing.get_args(f.annotation) or (f.annotation,)
+        if f.annotation is bool:
+            opt = f"--no-{spelled}" if f.default else f"--{spelled}"
+            p.add_argument(opt, dest=f.alias or name, action="store_false" if f.default else "store_true",
+                           help=f.description)  # fmt: skip
+            continue
+        typ = (types or {}).get(name) or next((t for t in (int, float) if t in kind), str)
+        p.add_argument(f"--{spelled}", dest=f.alias or name, type=typ, default=f.default, help=f.description)
+
+
+def config_of(model, args: argparse.Namespace, **extra):
+    """The config a command's parsed flags describe: the flags that are the model's fields, validated."""
+    names = {f.alias or n for n, f in model.model_fields.items()}
+    return model.of(**{k: v for k, v in vars(args).items() if k in names}, **extra)
+
+
 def kwargs_of(args: argparse.Namespace, *names: str) -> dict:
     """The parsed flags that are keyword arguments of the API function."""
     return {n: getattr(args, n) for n in names}
