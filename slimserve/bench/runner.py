@@ -96,6 +96,16 @@ def rss_peak_mb() -> float | None:
         return None
 
 
+class RssPeakMemory:
+    """Runner mixin: peak memory as this process's peak RSS (CPU runners of every backend)."""
+
+    def reset_peak_memory(self) -> None:
+        reset_rss_peak()
+
+    def peak_memory_mb(self) -> float | None:
+        return rss_peak_mb()
+
+
 def available_bytes(device: str) -> int | None:
     """Memory a new allocation could still get on this device, or None if unknown."""
     if device.startswith("cuda") and torch.cuda.is_available():

@@ -8,7 +8,6 @@ no step concatenates or copies the cache. Logits are written into one pre-alloca
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,26 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..bench.runner import GenResult, RssPeakMemory
 from ..errors import UserError
+from .decode import decode, pick_token  # noqa: F401 (pick_token re-export)
 from .graph import ALL_POSITIONS, LOGITS_RANGE
-
-try:  # the benchmark harness owns GenResult; keep an identical fallback so this module imports on its own
-    from ..bench.runner import GenResult, reset_rss_peak, rss_peak_mb
-except ImportError:  # pragma: no cover
-    from dataclasses import dataclass, field
-
-    @dataclass
-    class GenResult:  # type: ignore[no-redef]
-        tokens: torch.Tensor
-        ttft_s: float
-        step_s: list[float] = field(default_factory=list)
-
-    def reset_rss_peak() -> bool:
-        return False
-
-    def rss_peak_mb() -> float | None:
-        return None
-
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
@@ -88,28 +71,6 @@ class GraphInfo:
         self.static_total = ins["attention_mask"].shape[1] if isinstance(ins["attention_mask"].shape[1], int) else None
 
 
-def pick_token(logits: np.ndarray, do_sample: bool, temperature: float, top_p: float, rng) -> np.ndarray:
-    """Greedy argmax, or temperature / nucleus sampling over logits [B, V]."""
-    if not do_sample or temperature <= 0:
-        return logits.argmax(-1)
-    z = logits.astype(np.float64) / temperature
-    z -= z.max(-1, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(-1, keepdims=True)
-    out = np.empty(p.shape[0], np.int64)
-    for b in range(p.shape[0]):
-        pb = p[b]
-        if top_p < 1.0:
-            order = np.argsort(-pb)
-            keep = np.cumsum(pb[order]) - pb[order] < top_p  # always keeps the top token
-            mask = np.zeros_like(pb, bool)
-            mask[order[keep]] = True
-            pb = np.where(mask, pb, 0.0)
-            pb /= pb.sum()
-        out[b] = rng.choice(pb.shape[0], p=pb)
-    return out
-
-
 class KVCache:
     """Fixed-size per-layer KV buffers [B, kv_heads, capacity, head_dim] wrapped as OrtValues (shared memory)."""
 
@@ -153,7 +114,7 @@ def _max_positions(model_dir: Path) -> int | None:
     return json.loads(cfg.read_text()).get("max_position_embeddings")
 
 
-class OrtRunner:
+class OrtRunner(RssPeakMemory):
     """Runner (slimserve.bench.runner protocol) for a fused decoder graph on ONNX Runtime."""
 
     loop = "ort-iobinding-gqa-shared-kv"
@@ -211,8 +172,6 @@ class OrtRunner:
         on_token gets each step's new token ids [B] as soon as they are picked (streaming); an exception it raises
         ends the decode there.
         """
-        import onnxruntime as ort
-
         ids = np.ascontiguousarray(input_ids.cpu().numpy().astype(np.int64))
         b, t = ids.shape
         if max_new_tokens < 1:
@@ -221,45 +180,9 @@ class OrtRunner:
             raise UserError(
                 f"prompt ({t}) + max_new_tokens ({max_new_tokens}) exceeds the model's {self.max_positions} positions"
             )
-        rng = np.random.default_rng(seed)
-        binding, logits, ones = self._prepare(b, t + max_new_tokens)
-        ptr = ones.ctypes.data
-        out = np.zeros((b, max_new_tokens), np.int64)
-        done = np.zeros(b, bool)
-
-        t0 = time.perf_counter()
-        binding.bind_ortvalue_input("input_ids", ort.OrtValue.ortvalue_from_numpy(ids))
-        binding.bind_input("attention_mask", "cpu", 0, np.int64, [b, t], ptr)
-        self.session.run_with_iobinding(binding)
-        tok = pick_token(logits[:, -1], do_sample, temperature, top_p, rng)
-        out[:, 0] = tok
-        ttft = time.perf_counter() - t0
-        if on_token:
-            on_token(out[:, 0])
-        if on_step:
-            on_step(0)
-        step_ids = np.empty((b, 1), np.int64)
-        binding.bind_ortvalue_input("input_ids", ort.OrtValue.ortvalue_from_numpy(step_ids))
-        steps: list[float] = []
-        n = 1
-        for i in range(1, max_new_tokens):
-            if eos_token_id is not None:
-                done |= out[:, i - 1] == eos_token_id
-                if done.all():
-                    break
-            s0 = time.perf_counter()
-            step_ids[:, 0] = out[:, i - 1]
-            binding.bind_input("attention_mask", "cpu", 0, np.int64, [b, t + i], ptr)
-            self.session.run_with_iobinding(binding)
-            tok = pick_token(logits[:, -1], do_sample, temperature, top_p, rng)
-            out[:, i] = np.where(done, eos_token_id if eos_token_id is not None else 0, tok)
-            steps.append(time.perf_counter() - s0)
-            n = i + 1
-            if on_token:
-                on_token(out[:, i])
-            if on_step:
-                on_step(i)
-        return GenResult(tokens=torch.from_numpy(out[:, :n].copy()), ttft_s=ttft, step_s=steps)
+        layout = _SharedKV(self, ids, t + max_new_tokens)
+        return decode(layout, max_new_tokens, do_sample=do_sample, temperature=temperature, top_p=top_p,
+                      eos_token_id=eos_token_id, on_step=on_step, seed=seed, on_token=on_token)  # fmt: skip
 
     def logits(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Full-sequence forward (empty cache, every position's logits): float32 [B, T, V]."""
@@ -276,12 +199,35 @@ class OrtRunner:
         kv = 2 * self.info.layers * batch * self.info.kv_heads * self.info.head_dim * seq_len * 4
         return kv + batch * self.vocab_size * 4 * 2
 
-    def reset_peak_memory(self) -> None:
-        reset_rss_peak()
-
-    def peak_memory_mb(self) -> float | None:
-        return rss_peak_mb()
-
     def close(self) -> None:
         self._cache = None
         self.session = None
+
+
+class _SharedKV:
+    """OrtRunner's layout: one KV buffer bound as past and present; the mask a longer view of one ones buffer."""
+
+    def __init__(self, runner: OrtRunner, ids: np.ndarray, capacity: int):
+        import onnxruntime as ort
+
+        self.rows, self.t = ids.shape
+        self.session = runner.session
+        self.binding, self.logits, self.ones = runner._prepare(self.rows, capacity)
+        self.binding.bind_ortvalue_input("input_ids", ort.OrtValue.ortvalue_from_numpy(ids))
+        self.step_ids = np.empty((self.rows, 1), np.int64)
+
+    def _run(self, total: int) -> np.ndarray:
+        self.binding.bind_input("attention_mask", "cpu", 0, np.int64, [self.rows, total], self.ones.ctypes.data)
+        self.session.run_with_iobinding(self.binding)
+        return self.logits[:, -1]
+
+    def prefill(self) -> np.ndarray:
+        return self._run(self.t)
+
+    def step(self, i: int, tokens: np.ndarray) -> np.ndarray:
+        import onnxruntime as ort
+
+        if i == 1:
+            self.binding.bind_ortvalue_input("input_ids", ort.OrtValue.ortvalue_from_numpy(self.step_ids))
+        self.step_ids[:, 0] = tokens
+        return self._run(self.t + i)

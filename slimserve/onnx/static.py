@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..bench.runner import GenResult, RssPeakMemory
 from ..errors import UserError
+from .decode import decode
 from .graph import LOGITS_RANGE, build_decoder, symbolic_dims
-from .runtime import GenResult, GraphInfo, KVCache, make_session, pick_token, reset_rss_peak, rss_peak_mb
+from .runtime import GraphInfo, KVCache, make_session
 
 STATIC_DIR = "static"
 BUCKETS_FILE = "buckets.json"
@@ -131,7 +132,7 @@ def select_bucket(buckets: list[dict], batch: int, total: int) -> dict:
     return min(fits, key=lambda bk: (bk["sequence"], bk["batch"]))
 
 
-class StaticRunner:
+class StaticRunner(RssPeakMemory):
     """Runner for a neuron-static variant on ONNX Runtime CPU: bucket selection, padding, fixed-size KV cache."""
 
     loop = "ort-static-buckets-padded"
@@ -169,51 +170,9 @@ class StaticRunner:
         n, t = ids.shape
         bk = select_bucket(self.buckets, n, t + max_new_tokens)
         self.last_bucket = bk
-        b, s = bk["batch"], bk["sequence"]
-        rng = np.random.default_rng(seed)
-        prefill, decode = self._session(bk["prefill"]), self._session(bk["decode"])
-        cache = KVCache(self.info, b, s)
-        logits = np.empty((b, 1, self.vocab_size), np.float32)
-        out = np.zeros((n, max_new_tokens), np.int64)
-        done = np.zeros(n, bool)
-
-        t0 = time.perf_counter()
-        padded = np.full((b, s), self.pad_id, np.int64)
-        padded[:n, :t] = ids
-        padded[n:, :t] = ids[0]  # batch padding rows repeat the first prompt
-        feeds = {"input_ids": padded, "attention_mask": np.ones((b, s), np.int64),
-                 LOGITS_RANGE: np.array([t - 1, t], np.int64)}  # fmt: skip
-        self._run(prefill, feeds, cache, logits)
-        out[:, 0] = pick_token(logits[:n, -1], do_sample, temperature, top_p, rng)
-        ttft = time.perf_counter() - t0
-        if on_token:
-            on_token(out[:, 0])
-        if on_step:
-            on_step(0)
-        mask = np.zeros((b, s), np.int64)
-        step_ids = np.zeros((b, 1), np.int64)
-        rng_keep = np.array([0, 1], np.int64)
-        steps: list[float] = []
-        k = 1
-        for i in range(1, max_new_tokens):
-            if eos_token_id is not None:
-                done |= out[:, i - 1] == eos_token_id
-                if done.all():
-                    break
-            s0 = time.perf_counter()
-            step_ids[:n, 0] = out[:, i - 1]
-            step_ids[n:, 0] = out[0, i - 1]
-            mask[:, : t + i] = 1  # the new token sits at position t + i - 1
-            self._run(decode, {"input_ids": step_ids, "attention_mask": mask, LOGITS_RANGE: rng_keep}, cache, logits)
-            tok = pick_token(logits[:n, -1], do_sample, temperature, top_p, rng)
-            out[:, i] = np.where(done, eos_token_id if eos_token_id is not None else 0, tok)
-            steps.append(time.perf_counter() - s0)
-            k = i + 1
-            if on_token:
-                on_token(out[:, i])
-            if on_step:
-                on_step(i)
-        return GenResult(tokens=torch.from_numpy(out[:, :k].copy()), ttft_s=ttft, step_s=steps)
+        layout = _PaddedBucket(self, bk, ids)
+        return decode(layout, max_new_tokens, do_sample=do_sample, temperature=temperature, top_p=top_p,
+                      eos_token_id=eos_token_id, on_step=on_step, seed=seed, on_token=on_token)  # fmt: skip
 
     def logits(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Every position's logits through the bucket's `score` graph (input padded to [b, s], logits [b, s, V])."""
@@ -233,11 +192,38 @@ class StaticRunner:
         bk = select_bucket(self.buckets, batch, seq_len)
         return 2 * self.info.layers * bk["batch"] * self.info.kv_heads * self.info.head_dim * bk["sequence"] * 4
 
-    def reset_peak_memory(self) -> None:
-        reset_rss_peak()
-
-    def peak_memory_mb(self) -> float | None:
-        return rss_peak_mb()
-
     def close(self) -> None:
         self._sessions.clear()
+
+
+class _PaddedBucket:
+    """StaticRunner's layout: prompt right-padded to the bucket, batch padding rows repeating the first row."""
+
+    def __init__(self, runner: StaticRunner, bk: dict, ids: np.ndarray):
+        self.runner, self.ids = runner, ids
+        self.rows, self.t = ids.shape
+        self.b, self.s = bk["batch"], bk["sequence"]
+        self.prefill_sess, self.decode_sess = runner._session(bk["prefill"]), runner._session(bk["decode"])
+        self.cache = KVCache(runner.info, self.b, self.s)
+        self.logits = np.empty((self.b, 1, runner.vocab_size), np.float32)
+        self.mask = np.zeros((self.b, self.s), np.int64)
+        self.step_ids = np.zeros((self.b, 1), np.int64)
+        self.keep = np.array([0, 1], np.int64)
+
+    def prefill(self) -> np.ndarray:
+        n, t = self.rows, self.t
+        padded = np.full((self.b, self.s), self.runner.pad_id, np.int64)
+        padded[:n, :t] = self.ids
+        padded[n:, :t] = self.ids[0]  # batch padding rows repeat the first prompt
+        feeds = {"input_ids": padded, "attention_mask": np.ones((self.b, self.s), np.int64),
+                 LOGITS_RANGE: np.array([t - 1, t], np.int64)}  # fmt: skip
+        self.runner._run(self.prefill_sess, feeds, self.cache, self.logits)
+        return self.logits[:n, -1]
+
+    def step(self, i: int, tokens: np.ndarray) -> np.ndarray:
+        self.step_ids[: self.rows, 0] = tokens
+        self.step_ids[self.rows :, 0] = tokens[0]
+        self.mask[:, : self.t + i] = 1  # the new token sits at position t + i - 1
+        feeds = {"input_ids": self.step_ids, "attention_mask": self.mask, LOGITS_RANGE: self.keep}
+        self.runner._run(self.decode_sess, feeds, self.cache, self.logits)
+        return self.logits[: self.rows, -1]

@@ -1,0 +1,6 @@
+"""`slimserve serve`: an OpenAI-compatible server for catalog variants.
+
+Three layers, each testable alone: ``protocol`` (wire models and errors), ``scheduler`` (bounded queue, batching,
+cancellation) and ``engines`` (one decode loop per runtime; tokens and sampling settings in, tokens out). ``app``
+wires them into FastAPI; ``metrics`` holds the Prometheus counters; ``served`` the catalog's records of live servers.
+"""
