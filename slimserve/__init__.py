@@ -17,7 +17,7 @@ def build(recipe, **kwargs):
 
 
 def load(path, **kwargs):
-    from .loaders import load as _load
+    from .artifact.loaders import load as _load
 
     return _load(path, **kwargs)
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 from rich.console import Console
 
+from .artifact.manifest import MANIFEST_VERSION, Manifest, file_table, now_iso, versions, weight_bytes
+from .artifact.writers import WRITERS
 from .catalog import Catalog, VariantRow
 from .errors import GateRejected, UserError, flag
-from .manifest import MANIFEST_VERSION, file_table, now_iso, versions, weight_bytes
 from .recipe import Recipe, load_recipe, steps_of
 from .sources import ResolvedBase, resolve_base, sha256_file
 from .steps import DISCRIMINATOR, STEPS, StepContext
-from .writers import WRITERS
 
 log = logging.getLogger("slimserve")
 console = Console(stderr=True, soft_wrap=True)
@@ -185,52 +185,48 @@ def _build_variant(cat: Catalog, r: Recipe, v, base: ResolvedBase, recipe_info: 
             tokenizer.save_pretrained(tmp)
         files = file_table(tmp)
         wbytes = weight_bytes(files)
-        manifest = {
-            "manifest_version": MANIFEST_VERSION,
-            "name": v.name,
-            "tier": v.tier,
-            "reference": v.reference,
-            "description": v.description,
-            "format": ctx.artifact_format,
-            "method": " + ".join(s["summary"] for s in steps_record) or "reference (fp32)",
-            "steps": steps_record,
-            "gates": v.gates.model_dump(mode="json") if v.gates else None,
-            "skipped_layers": ctx.skipped,
-            "quantized_layers": ctx.layers,
-            "params": params,
-            "bits_per_weight": 8 * wbytes / params if params else None,
-            "size_bytes": wbytes,
-            "files": files,
-            "base": {
+        manifest = Manifest(
+            manifest_version=MANIFEST_VERSION,
+            name=v.name,
+            tier=v.tier,
+            reference=v.reference,
+            description=v.description,
+            format=ctx.artifact_format,
+            method=" + ".join(s["summary"] for s in steps_record) or "reference (fp32)",
+            steps=steps_record,
+            gates=v.gates.model_dump(mode="json") if v.gates else None,
+            skipped_layers=ctx.skipped,
+            quantized_layers=ctx.layers,
+            params=params,
+            bits_per_weight=8 * wbytes / params if params else None,
+            size_bytes=wbytes,
+            files=files,
+            base={
                 "source": base.source,
                 "kind": base.kind,
                 "source_hash": base.source_hash,
                 "trust_remote_code": r.base.trust_remote_code,
                 "config": _config_summary(model),
             },
-            "recipe": recipe_info,
-            "versions": versions(),
-            "built_at": now_iso(),
-            "build_seconds": round(time.perf_counter() - t0, 2),
+            recipe=recipe_info,
+            versions=versions(),
+            built_at=now_iso(),
+            build_seconds=round(time.perf_counter() - t0, 2),
             **extra,
-        }
+        )
         if checker is not None and v.gates is not None and v.gates.check == "build":
             verdict = _check_gates(checker, tmp, manifest)
             if verdict.status == "rejected":
                 return verdict.reason
-            manifest["gate_check"] = verdict.to_dict()
+            manifest.gate_check = verdict.to_dict()
         return cat.commit(tmp, manifest, force=force)
 
 
-def _check_gates(checker, staged: Path, manifest: dict):
+def _check_gates(checker, staged: Path, manifest: Manifest):
     """Score the staged artifact (it needs its manifest on disk to load) against the base on held-out text."""
-    import json
-
-    from .catalog import MANIFEST
-
-    (staged / MANIFEST).write_text(json.dumps(manifest))
-    with console.status(f"checking the gates of {manifest['name']} on held-out text"):
-        verdict = checker.check(staged, manifest)
+    manifest.write(staged)
+    with console.status(f"checking the gates of {manifest.name} on held-out text"):
+        verdict = checker.check(staged, manifest.to_dict())
     console.print(f"  gates: {verdict.summary()}")
     return verdict
 

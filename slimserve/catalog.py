@@ -16,9 +16,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .artifact.manifest import MANIFEST, Manifest
 from .errors import UserError, flag
 
-MANIFEST = "manifest.json"
 STAGING = ".staging"
 
 SCHEMA = """
@@ -54,6 +54,11 @@ class VariantRow:
     manifest: dict
     path: Path
     built_at: str | None = None
+
+    @property
+    def artifact(self) -> Manifest:
+        """The typed manifest (the `manifest` dict is its JSON form)."""
+        return Manifest.of(self.manifest)
 
 
 class Catalog:
@@ -145,11 +150,12 @@ class Catalog:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def commit(self, staged: Path, manifest: dict, *, force: bool = False) -> VariantRow:
+    def commit(self, staged: Path, manifest: Manifest | dict, *, force: bool = False) -> VariantRow:
         """Rename the staged folder into place, then index it."""
-        name = manifest["name"]
+        manifest = Manifest.of(manifest)
+        name = manifest.name
         final = self.root / name
-        (staged / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        manifest.write(staged)
         old = None
         if final.exists():
             if not force:
@@ -185,21 +191,21 @@ class Catalog:
             con.execute("UPDATE variants SET status = ? WHERE name = ?", (status, name))
 
     @staticmethod
-    def _upsert(con, m: dict) -> None:
+    def _upsert(con, m: Manifest) -> None:
         con.execute(
             "INSERT OR REPLACE INTO variants (name, tier, method, bits, format, size_bytes, params, status, manifest,"
             " built_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                m["name"],
-                m["tier"],
-                m.get("method", "?"),
-                m.get("bits_per_weight"),
-                m.get("format", "hf"),
-                m.get("size_bytes"),
-                m.get("params"),
-                (m.get("gate_check") or {}).get("status") or ("reference" if m.get("reference") else "built"),
-                json.dumps(m, sort_keys=True),
-                m.get("built_at"),
+                m.name,
+                m.tier,
+                m.method or "?",
+                m.bits_per_weight,
+                m.format,
+                m.size_bytes,
+                m.params,
+                m.status,
+                json.dumps(m.to_dict(), sort_keys=True),
+                m.built_at,
             ),
         )
 
@@ -214,8 +220,8 @@ class Catalog:
             for name in gone:
                 con.execute("DELETE FROM variants WHERE name = ?", (name,))
             for name in missing:
-                with contextlib.suppress(ValueError, KeyError):  # an unreadable manifest stays unindexed
-                    self._upsert(con, json.loads((on_disk[name] / MANIFEST).read_text()))
+                with contextlib.suppress(UserError):  # an unreadable manifest stays unindexed
+                    self._upsert(con, Manifest.read(on_disk[name]))
 
     def _clean_staging(self) -> None:
         """Remove staging folders of builds whose process is gone (killed mid-way)."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from .artifact.manifest import Manifest
 from .errors import UserError
 from .registry import Registry
 
@@ -87,7 +88,7 @@ class TorchEngine(Engine):
     """Hugging Face generate() on a model from slimserve.loaders (and optimum's ORTModelForCausalLM)."""
 
     def __init__(self, path: Path, manifest: dict, device: str):
-        from .loaders import load_variant
+        from .artifact.loaders import load_variant
 
         self.model, self.tokenizer, _ = load_variant(path, device)
         self.device = device
@@ -148,10 +149,6 @@ class _RunnerEngine(Engine):
         return wanted
 
 
-def _export_step(manifest: dict) -> dict:
-    return next((st for st in reversed(manifest.get("steps") or []) if st.get("kind") == "export"), {})
-
-
 class OrtEngine(_RunnerEngine):
     """A fused ONNX graph on OrtRunner (IO binding, in-place KV cache)."""
 
@@ -161,7 +158,7 @@ class OrtEngine(_RunnerEngine):
         from .onnx.runtime import OrtRunner
 
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        model_file = _export_step(manifest).get("records", {}).get("model_file", "model.onnx")
+        model_file = Manifest.of(manifest).model_file
         self.runner = OrtRunner(Path(path) / model_file, self.tokenizer, device=device)
 
 
@@ -196,12 +193,12 @@ ENGINES.add("onnx-static", StaticEngine)
 
 def engine_kind(manifest: dict) -> str:
     """Which decode loop runs a variant, from its manifest (never its directory name)."""
-    fmt = manifest.get("format", "hf")
-    if fmt == "onnx-static":
+    m = Manifest.of(manifest)
+    if m.format == "onnx-static":
         return "onnx-static"
-    if fmt == "onnx" and _export_step(manifest).get("settings", {}).get("graph", "fused") == "fused":
+    if m.format == "onnx" and m.graph == "fused":
         return "onnx-fused"
-    return "torch"  # hf, compressed-tensors, bitsandbytes, and optimum-graph ONNX through slimserve.loaders
+    return "torch"  # hf, compressed-tensors, bitsandbytes, and optimum-graph ONNX through slimserve.artifact.loaders
 
 
 def open_engine(variant: str, *, catalog: str | Path | None = None, device: str = "cpu") -> Engine:

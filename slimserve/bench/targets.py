@@ -130,7 +130,7 @@ def load_torch_model(path: Path, device: str) -> tuple[Any, Any]:
     """(model, tokenizer) in eval mode on device: the manifest-driven loader for a variant, plain HF otherwise."""
     path = Path(path)
     if (path / "manifest.json").is_file():
-        from ..loaders import load_variant
+        from ..artifact.loaders import load_variant
 
         model, tokenizer, _manifest = load_variant(path, device=device)
     else:  # a plain Hugging Face directory (development, comparisons against an unbuilt base)

@@ -1,4 +1,4 @@
-"""Loaders for the artifact formats "onnx" and "onnx-static" (a plugin of slimserve.loaders.LOADERS).
+"""Loaders for the artifact formats "onnx" and "onnx-static" (registered into slimserve.artifact.loaders.LOADERS).
 
 ``slimserve.load(path)`` of an "onnx" variant returns optimum's ORTModelForCausalLM, so ``model.generate`` works as
 with transformers; the benchmark targets use slimserve's faster OrtRunner / StaticRunner instead.
@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..artifact.loaders import LOADERS
+from ..artifact.manifest import Manifest
 from ..errors import DependencyError
-from ..loaders import LOADERS
 from .runtime import PROVIDERS
 
 
-def load_onnx(path: Path, manifest: dict, device: str = "cpu"):
+def load_onnx(path: Path, manifest: Manifest, device: str = "cpu"):
     """(ORTModelForCausalLM, tokenizer) of an "onnx" variant."""
     from transformers import AutoTokenizer
 
@@ -22,12 +23,11 @@ def load_onnx(path: Path, manifest: dict, device: str = "cpu"):
     except ImportError as e:
         raise DependencyError("optimum-onnx", "loading an ONNX variant with generate()") from e
     provider = PROVIDERS.get(device.split(":")[0], "CPUExecutionProvider")
-    model_file = (manifest.get("steps") or [{}])[-1].get("records", {}).get("model_file", "model.onnx")
-    model = ORTModelForCausalLM.from_pretrained(Path(path), file_name=model_file, provider=provider)
+    model = ORTModelForCausalLM.from_pretrained(Path(path), file_name=manifest.model_file, provider=provider)
     return model, AutoTokenizer.from_pretrained(path)
 
 
-def load_onnx_static(path: Path, manifest: dict, device: str = "cpu"):
+def load_onnx_static(path: Path, manifest: Manifest, device: str = "cpu"):
     """(StaticRunner, tokenizer) of an "onnx-static" variant: runner.generate(input_ids, max_new_tokens)."""
     from transformers import AutoTokenizer
 
@@ -37,5 +37,6 @@ def load_onnx_static(path: Path, manifest: dict, device: str = "cpu"):
     return StaticRunner(Path(path), tok, device=device), tok
 
 
-LOADERS.add("onnx", load_onnx)
-LOADERS.add("onnx-static", load_onnx_static)
+for _fmt, _fn in (("onnx", load_onnx), ("onnx-static", load_onnx_static)):
+    if _fmt not in LOADERS:
+        LOADERS.add(_fmt, _fn)

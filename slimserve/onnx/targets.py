@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..artifact.manifest import Manifest
 from ..bench.targets import TARGETS, Target
 
 
@@ -22,20 +23,6 @@ def _tokenizer(path: Path):
     return AutoTokenizer.from_pretrained(path)
 
 
-def _model_file(manifest: dict[str, Any]) -> str:
-    for step in reversed(manifest.get("steps") or []):
-        if step.get("kind") == "export":
-            return step.get("records", {}).get("model_file", "model.onnx")
-    return "model.onnx"
-
-
-def _export_settings(manifest: dict[str, Any]) -> dict:
-    for step in reversed(manifest.get("steps") or []):
-        if step.get("kind") == "export":
-            return step.get("settings", {})
-    return {}
-
-
 class _OrtTarget(Target):
     provider = "CPUExecutionProvider"
 
@@ -50,10 +37,10 @@ class _OrtTarget(Target):
         return None
 
     def supports(self, manifest: dict[str, Any]) -> str | None:
-        fmt = manifest.get("format")
-        if fmt != "onnx":
-            return f"artifact format '{fmt}' is not 'onnx' (add `export: {{format: onnx}}` to the variant's steps)"
-        if _export_settings(manifest).get("graph", "fused") != "fused":
+        m = Manifest.of(manifest)
+        if m.format != "onnx":
+            return f"artifact format '{m.format}' is not 'onnx' (add `export: {{format: onnx}}` to the variant's steps)"
+        if m.graph != "fused":
             return "graph 'optimum' runs in optimum's ORTModelForCausalLM only; export with graph: fused to benchmark"
         return None
 
@@ -61,7 +48,8 @@ class _OrtTarget(Target):
         from .runtime import OrtRunner
 
         path = Path(path)
-        return OrtRunner(path / _model_file(manifest), _tokenizer(path), device=self.device, threads=threads)
+        model_file = Manifest.of(manifest).model_file
+        return OrtRunner(path / model_file, _tokenizer(path), device=self.device, threads=threads)
 
 
 @TARGETS.register("onnx-cpu")
@@ -103,7 +91,7 @@ class NeuronStatic(Target):
         return _ort_missing()
 
     def supports(self, manifest: dict[str, Any]) -> str | None:
-        fmt = manifest.get("format")
+        fmt = Manifest.of(manifest).format
         if fmt != "onnx-static":
             return f"artifact format '{fmt}' is not 'onnx-static' (add `export: {{format: neuron-static}}`)"
         return None

@@ -56,17 +56,9 @@ def load_records(cat: Any, target: str | None = None) -> list[Any]:
 
 
 def method_summary(manifest: dict[str, Any]) -> str:
-    parts = []
-    for step in manifest.get("steps") or []:
-        name = step.get("method") or step.get("format") or "?"
-        settings = step.get("settings") or {}
-        extra = ",".join(
-            f"{k}={settings[k]}" for k in ("bits", "group_size", "sparsity") if settings.get(k) is not None
-        )
-        parts.append(f"{step.get('kind', '?')}:{name}" + (f"({extra})" if extra else ""))
-    if not parts:
-        return "reference" if manifest.get("reference") else "none"
-    return " + ".join(parts)
+    from ..artifact.manifest import Manifest  # lazy: the router imports fast
+
+    return Manifest.of(manifest).method_summary
 
 
 def _context_length(manifest: dict[str, Any]) -> int | None:
