@@ -93,9 +93,12 @@ class Registry(Generic[T]):
         return sorted(self._items)
 
     def items(self) -> list[tuple[str, T]]:
-        """(name, object) in registration order (plugins register in the order they are listed)."""
+        """(name, object) in the order the plugins are listed, then registration order: a plugin module imported
+        early by someone else must not reorder, e.g., the CLI's help."""
         self.load()
-        return list(self._items.items())
+        order = {entry.partition(":")[0]: i for i, entry in enumerate(self.plugins)}
+        rank = {n: order.get(getattr(obj, "__module__", ""), len(order)) for n, obj in self._items.items()}
+        return sorted(self._items.items(), key=lambda kv: rank[kv[0]])
 
     def unavailable(self) -> dict[str, str]:
         """name (or plugin module) -> why it is not available here."""
