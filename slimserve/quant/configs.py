@@ -10,19 +10,10 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..calibration.config import CalibrationConfig
 from ..steps import StepConfig
 
 GroupSize = Literal[32, 64, 128] | None
-
-
-class CalibrationConfig(BaseModel):
-    """Where calibration tokens come from: `samples` consecutive windows of `seq_len` tokens of `text`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    text: str | None = None  # path to a UTF-8 (optionally .gz) text file; None: Pride and Prejudice
-    samples: int = Field(128, ge=1, le=4096)
-    seq_len: int = Field(512, ge=16, le=8192)
-    batch_size: int = Field(8, ge=1, le=512)
 
 
 class LayerOverride(BaseModel):
