@@ -128,8 +128,8 @@ def main() -> None:
         del back
     speed({"fp32": base, "structured": pruned})
     if args.recovery_steps:
+        from slimserve.calibration.config import CalibrationConfig
         from slimserve.prune.recovery import RecoveryConfig, recover
-        from slimserve.quant.calib import CalibrationConfig
 
         rcfg = RecoveryConfig(steps=args.recovery_steps, batch_size=2, seq_len=256, eval_windows=4, lr=args.recovery_lr)
         t = time.perf_counter()

@@ -145,13 +145,10 @@ def _build_variant(cat: Catalog, r: Recipe, v, base: ResolvedBase, recipe_info: 
     with cat.staging(v.name) as tmp:
         model = load_base_model(base, r.base.trust_remote_code)
         steps_record = []
-        ctx = None
+        ctx = StepContext(base_dir=base.path, work_dir=tmp, tokenizer=tokenizer, field="", recipe_file=recipe_file)
         for j, (kind, cfg) in enumerate(steps_of(v)):
             method = getattr(cfg, DISCRIMINATOR[kind])
             idx = r.variants.index(v)
-            ctx = ctx or StepContext(
-                base_dir=base.path, work_dir=tmp, tokenizer=tokenizer, field="", recipe_file=recipe_file
-            )
             ctx.field = f"variants[{idx}].steps[{j}].{kind}"
             ctx.records = {}
             spec = STEPS[kind].get(method, field=ctx.field, file=recipe_file)
@@ -169,9 +166,6 @@ def _build_variant(cat: Catalog, r: Recipe, v, base: ResolvedBase, recipe_info: 
                     "records": ctx.records,
                 }
             )
-        ctx = ctx or StepContext(
-            base_dir=base.path, work_dir=tmp, tokenizer=tokenizer, field="", recipe_file=recipe_file
-        )
         by_reason: dict[str, list[str]] = {}
         for layer, why in ctx.skipped.items():
             by_reason.setdefault(why, []).append(layer)

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -28,9 +28,6 @@ class StepConfig(BaseModel):
     """Base of every method config: unknown keys are errors, instances are frozen."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # The artifact format this step leaves behind (None: does not change it).
-    artifact_format: ClassVar[str | None] = None
 
     def summary(self) -> str:
         """Short human label, e.g. 'rtn w4 g128 asym'."""

@@ -61,15 +61,20 @@ def tiny_llama_config(vocab_size: int, **overrides):
     return LlamaConfig(**kw)
 
 
-def make_tiny_llama(out: str | Path, seed: int = 0, **config_overrides) -> Path:
-    """Save a random tiny Llama (fp32 safetensors) and its tokenizer into `out`."""
+def tiny_llama(seed: int = 0, vocab_size: int = 256, **config_overrides):
+    """A random tiny LlamaForCausalLM in memory (eval mode), the same for the same seed and config."""
     import torch
     from transformers import LlamaForCausalLM
 
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(tiny_llama_config(vocab_size, **config_overrides)).eval()
+
+
+def make_tiny_llama(out: str | Path, seed: int = 0, **config_overrides) -> Path:
+    """Save a random tiny Llama (fp32 safetensors) and its tokenizer into `out`."""
     out = Path(out)
     tok = tiny_tokenizer()
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(tiny_llama_config(len(tok), **config_overrides)).eval()
+    model = tiny_llama(seed, len(tok), **config_overrides)
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     return out

@@ -6,27 +6,19 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
+from slimserve import testing
 from slimserve.steps import StepContext
 
 
 def tiny_llama(
     seed: int = 0, *, heads: int = 8, kv_heads: int = 4, hidden: int = 64, inter: int = 128, layers: int = 2
 ):
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(
-        vocab_size=256,
-        hidden_size=hidden,
-        intermediate_size=inter,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        head_dim=hidden // heads,
-        max_position_embeddings=256,
-        tie_word_embeddings=True,
-    )
-    return LlamaForCausalLM(cfg).eval()
+    """slimserve.testing's tiny Llama with 8 query / 4 key-value heads (the compression tests' shapes)."""
+    return testing.tiny_llama(
+        seed, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers, num_attention_heads=heads,
+        num_key_value_heads=kv_heads, head_dim=hidden // heads, max_position_embeddings=256, pad_token_id=None,
+    )  # fmt: skip
 
 
 class ByteTokenizer:

@@ -6,17 +6,10 @@ import torch
 
 
 def tiny_model(seed: int = 0, **overrides):
-    """A 2-layer GQA Llama with tied embeddings; initializer_range 0.2 so greedy decoding does not collapse."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """slimserve.testing's tiny Llama with initializer_range 0.2, so greedy decoding does not collapse."""
+    from slimserve.testing import tiny_llama
 
-    torch.manual_seed(seed)
-    kw = dict(
-        vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True, initializer_range=0.2,
-        eos_token_id=2, pad_token_id=2,
-    )  # fmt: skip
-    kw.update(overrides)
-    return LlamaForCausalLM(LlamaConfig(**kw)).eval()
+    return tiny_llama(seed, **{"max_position_embeddings": 256, "initializer_range": 0.2, **overrides})
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:

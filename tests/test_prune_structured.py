@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForCausalLM
 
+from slimserve.calibration.config import CalibrationConfig
 from slimserve.errors import UserError
 from slimserve.prune import structured
 from slimserve.prune.recovery import RecoveryConfig, recover
-from slimserve.quant.calib import CalibrationConfig
 
 from ._compress_helpers import ByteTokenizer, calib, context, tiny_llama, write_text
 

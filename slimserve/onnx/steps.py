@@ -14,7 +14,7 @@ steps:
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -72,7 +72,6 @@ class OnnxExportConfig(OnnxWeightsConfig):
 
     format: Literal["onnx"] = "onnx"
     graph: Literal["fused", "optimum"] = "fused"
-    artifact_format: ClassVar[str | None] = "onnx"
 
     def summary(self) -> str:
         return f"onnx {self.graph} {self._wsummary()}"
@@ -96,7 +95,6 @@ class StaticExportConfig(OnnxWeightsConfig):
     sequence_lengths: list[int] = Field(default_factory=lambda: [128, 512])
     auto_cast_type: Literal["bf16", "fp16", "fp32"] = "bf16"
     num_cores: int = Field(2, ge=1)
-    artifact_format: ClassVar[str | None] = "onnx-static"
 
     @model_validator(mode="after")
     def _check(self):

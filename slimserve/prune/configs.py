@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..quant.configs import CalibrationConfig
+from ..calibration.config import CalibrationConfig
 from ..steps import StepConfig
 
 _NM = re.compile(r"(\d+):(\d+)")

@@ -17,7 +17,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ..quant.calib import CalibrationConfig, decoder_layers
+from ..calibration.config import CalibrationConfig
+from ..calibration.layerwise import decoder_layers
 from .configs import RecoveryConfig
 
 

@@ -29,16 +29,9 @@ import copy
 import time
 
 import torch
-from rich.progress import track
 
+from ..calibration.layerwise import CalibLayer, calibrate_layers, collect_input_stats
 from ..errors import DependencyError, UserError
-from ..quant.calib import (
-    capture_layer_inputs,
-    collect_input_stats,
-    decoder_layers,
-    load_calibration,
-    run_layer,
-)
 from ..steps import StepContext
 from .configs import StructuredConfig
 from .masks import channel_importance, least_squares_refit
@@ -140,28 +133,24 @@ def apply(model, cfg: StructuredConfig, ctx: StepContext):
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     params_before = count_params(model)
     teacher = copy.deepcopy(model) if cfg.recovery else None
-    ids = load_calibration(ctx, cfg.calibration)
-    with torch.no_grad():
-        inputs = capture_layer_inputs(model, ids, cfg.calibration.batch_size)
-        layers = decoder_layers(model)
-        dropped_groups = {}
-        for i in track(range(len(layers)), description="structured pruning (layer)", transient=True):
-            layer = layers[i]
-            probes = {"down": layer.mlp.down_proj, "o": layer.self_attn.o_proj}
-            stats, _ = collect_input_stats(layer, probes, inputs, hessian=cfg.compensate)
-            n = max(stats["down"].n, 1)
-            imp = channel_importance(stats["down"].sq_sum / n, layer.mlp.down_proj.weight)
-            keep = torch.zeros(imp.numel(), dtype=torch.bool)
-            keep[torch.topk(imp, keep_inter).indices] = True
-            prune_mlp(layer.mlp, keep, stats["down"] if cfg.compensate else None, cfg.damp)
-            if n_drop_groups:
-                gi = group_importance(stats["o"].sq_sum / n, layer.self_attn.o_proj.weight, n_kv, head_dim)
-                drop = sorted(torch.topk(gi, n_drop_groups, largest=False).indices.tolist())
-                prune_kv_groups(layer.self_attn, drop, n_kv, head_dim, stats["o"] if cfg.compensate else None, cfg.damp)
-                dropped_groups[i] = drop
-            del stats
-            inputs = run_layer(layer, inputs)
-        del inputs
+    dropped_groups = {}
+
+    def prune_layer(calib: CalibLayer) -> None:
+        layer = calib.module
+        probes = {"down": layer.mlp.down_proj, "o": layer.self_attn.o_proj}
+        stats, _ = collect_input_stats(layer, probes, calib.inputs, hessian=cfg.compensate)
+        n = max(stats["down"].n, 1)
+        imp = channel_importance(stats["down"].sq_sum / n, layer.mlp.down_proj.weight)
+        keep = torch.zeros(imp.numel(), dtype=torch.bool)
+        keep[torch.topk(imp, keep_inter).indices] = True
+        prune_mlp(layer.mlp, keep, stats["down"] if cfg.compensate else None, cfg.damp)
+        if n_drop_groups:
+            gi = group_importance(stats["o"].sq_sum / n, layer.self_attn.o_proj.weight, n_kv, head_dim)
+            drop = sorted(torch.topk(gi, n_drop_groups, largest=False).indices.tolist())
+            prune_kv_groups(layer.self_attn, drop, n_kv, head_dim, stats["o"] if cfg.compensate else None, cfg.damp)
+            dropped_groups[calib.index] = drop
+
+    run = calibrate_layers(model, ctx, cfg.calibration, prune_layer, description="structured pruning (layer)")
     # Uniform widths: the pruned model is a plain config of the same architecture.
     config.head_dim = head_dim
     config.intermediate_size = keep_inter
@@ -177,7 +166,7 @@ def apply(model, cfg: StructuredConfig, ctx: StepContext):
             "num_attention_heads": config.num_attention_heads,
             "num_key_value_heads": config.num_key_value_heads,
             "dropped_kv_groups": dropped_groups,
-            "calibration": {**cfg.calibration.model_dump(), "tokens": int(ids.numel())},
+            "calibration": {**cfg.calibration.model_dump(), "tokens": run.tokens},
         }
     )
     if cfg.recovery:

@@ -19,20 +19,9 @@ import copy
 import re
 import time
 
-import torch
-from rich.progress import track
-
+from ..calibration.layerwise import CalibLayer, calibrate_layers, collect_input_stats, decoder_layers, layer_linears
 from ..errors import UserError
 from ..quant.base import iter_linears
-from ..quant.calib import (
-    capture_layer_inputs,
-    collect_input_stats,
-    decoder_layers,
-    layer_linears,
-    layer_prefix,
-    load_calibration,
-    run_layer,
-)
 from ..steps import StepContext
 from .configs import WandaConfig
 from .masks import nm_mask, unstructured_mask, wanda_score
@@ -67,32 +56,29 @@ def targets(model, cfg: WandaConfig, ctx: StepContext) -> dict:
 def apply(model, cfg: WandaConfig, ctx: StepContext):
     started = time.perf_counter()
     tg = targets(model, cfg, ctx)  # validates before anything changes
-    ids = load_calibration(ctx, cfg.calibration)
     teacher = copy.deepcopy(model) if cfg.recovery else None
-    zeros, total = 0, 0
-    with torch.no_grad():
-        inputs = capture_layer_inputs(model, ids, cfg.calibration.batch_size)
-        layers = decoder_layers(model)
-        for i in track(range(len(layers)), description=f"Wanda {cfg.pattern} (layer)", transient=True):
-            layer = layers[i]
-            mods = layer_linears(layer, layer_prefix(model, i), set(tg))
-            stats, _ = collect_input_stats(layer, mods, inputs)
-            for name, mod in mods.items():
-                score = wanda_score(mod.weight, stats[name].norm)
-                keep = nm_mask(score, *cfg.nm) if cfg.nm else unstructured_mask(score, cfg.sparsity)
-                mod.weight.mul_(keep.to(mod.weight.dtype))
-                z = int((~keep).sum())
-                zeros, total = zeros + z, total + keep.numel()
-                ctx.layers[name] = {"pattern": cfg.pattern, "sparsity": round(z / keep.numel(), 4)}
-            del stats
-            inputs = run_layer(layer, inputs)
-        del inputs
+    counts = {"zeros": 0, "total": 0}
+
+    def prune_layer(layer: CalibLayer) -> None:
+        mods = layer_linears(layer.module, layer.prefix, set(tg))
+        stats, _ = collect_input_stats(layer.module, mods, layer.inputs)
+        for name, mod in mods.items():
+            score = wanda_score(mod.weight, stats[name].norm)
+            keep = nm_mask(score, *cfg.nm) if cfg.nm else unstructured_mask(score, cfg.sparsity)
+            mod.weight.mul_(keep.to(mod.weight.dtype))
+            z = int((~keep).sum())
+            counts["zeros"] += z
+            counts["total"] += keep.numel()
+            ctx.layers[name] = {"pattern": cfg.pattern, "sparsity": round(z / keep.numel(), 4)}
+
+    run = calibrate_layers(model, ctx, cfg.calibration, prune_layer, description=f"Wanda {cfg.pattern} (layer)")
+    zeros = counts["zeros"]
     ctx.records.update(
         {
             "pattern": cfg.pattern,
-            "sparsity": round(zeros / max(total, 1), 4),
+            "sparsity": round(zeros / max(counts["total"], 1), 4),
             "zeroed_weights": zeros,
-            "calibration": {**cfg.calibration.model_dump(), "tokens": int(ids.numel())},
+            "calibration": {**cfg.calibration.model_dump(), "tokens": run.tokens},
         }
     )
     if cfg.recovery:

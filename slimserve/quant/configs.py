@@ -6,23 +6,14 @@ pairs each config with its ``apply``.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..calibration.config import CalibrationConfig
 from ..steps import StepConfig
 
 GroupSize = Literal[32, 64, 128] | None
-
-
-class CalibrationConfig(BaseModel):
-    """Where calibration tokens come from: `samples` consecutive windows of `seq_len` tokens of `text`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    text: str | None = None  # path to a UTF-8 (optionally .gz) text file; None: Pride and Prejudice
-    samples: int = Field(128, ge=1, le=4096)
-    seq_len: int = Field(512, ge=16, le=8192)
-    batch_size: int = Field(8, ge=1, le=512)
 
 
 class LayerOverride(BaseModel):
@@ -73,7 +64,6 @@ class WeightQuantConfig(StepConfig):
     # What to do when group_size does not divide a layer's in_features (e.g. hidden 576 with group 128):
     # use the largest smaller group that divides it, quantize per output channel, or skip the layer.
     on_indivisible: Literal["smaller-group", "per-channel", "skip"] = "smaller-group"
-    artifact_format: ClassVar[str | None] = "compressed-tensors"
 
     @model_validator(mode="after")
     def _check_mixed(self):
@@ -122,7 +112,6 @@ class BnBConfig(StepConfig):
     int8_threshold: float = Field(6.0, ge=0)  # LLM.int8 outlier threshold (int8 only)
     # Module-name regexes kept in float (lm_head is tied to the embeddings in small models).
     ignore: list[str] = Field(default_factory=lambda: ["lm_head"])
-    artifact_format: ClassVar[str | None] = "bitsandbytes"
 
     @model_validator(mode="after")
     def _check(self):

@@ -17,20 +17,17 @@ from __future__ import annotations
 import time
 
 import torch
-from rich.progress import track
 
-from ..steps import StepContext
-from .base import attach_qparams, set_weight
-from .calib import (
+from ..calibration.layerwise import (
+    CalibLayer,
     InputStats,
-    capture_layer_inputs,
+    calibrate_layers,
     collect_input_stats,
     decoder_layers,
     layer_linears,
-    layer_prefix,
-    load_calibration,
-    run_layer,
 )
+from ..steps import StepContext
+from .base import attach_qparams, set_weight
 from .configs import GPTQConfig, WeightQuantConfig
 from .gptq_math import gptq_quantize
 from .math import sqnr_db
@@ -82,21 +79,18 @@ def apply(model, cfg: GPTQConfig, ctx: StepContext):
         from .mixed import plan_step
 
         targets = plan_step(model, cfg, ctx, targets)
-    ids = load_calibration(ctx, cfg.calibration)
-    inputs = capture_layer_inputs(model, ids, cfg.calibration.batch_size)
-    layers = decoder_layers(model)
-    for i in track(range(len(layers)), description=f"GPTQ int{cfg.bits} (layer)", transient=True):
-        layer, prefix = layers[i], layer_prefix(model, i)
-        mods = layer_linears(layer, prefix, set(targets))
-        stats, _ = collect_input_stats(layer, mods, inputs, hessian=True)
+
+    def quantize_layer(layer: CalibLayer) -> None:
+        mods = layer_linears(layer.module, layer.prefix, set(targets))
+        stats, _ = collect_input_stats(layer.module, mods, layer.inputs, hessian=True)
         for name, mod in mods.items():
             _gptq_one(name, mod, targets[name], stats[name].hessian, cfg, ctx)
-        del stats
-        # The next layer calibrates on the outputs of this layer as quantized (GPTQ's sequential mode).
-        inputs = run_layer(layer, inputs)
+        # None: the next layer calibrates on the outputs of this layer as quantized (GPTQ's sequential mode).
+
+    run = calibrate_layers(model, ctx, cfg.calibration, quantize_layer, description=f"GPTQ int{cfg.bits} (layer)")
     head_name = next((n for n in targets if targets[n][0] is model.get_output_embeddings()), None)
     if head_name is not None:
-        _quantize_head(model, head_name, targets[head_name], inputs, cfg, ctx)
+        _quantize_head(model, head_name, targets[head_name], run.outputs, cfg, ctx)
     ctx.records["seconds"] = round(time.perf_counter() - started, 1)
     ctx.artifact_format = "compressed-tensors"
     return model

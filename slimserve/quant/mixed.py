@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from .calib import capture_layer_inputs, decoder_layers, layer_prefix, run_layer
+from ..calibration.layerwise import capture_layer_inputs, decoder_layers, layer_prefix, run_layer
 from .math import compute_qparams, fake_quantize
 
 HEAD, EMBED = "lm_head", "model.embed_tokens"
@@ -224,7 +224,7 @@ def plan_step(model: nn.Module, cfg, ctx, targets: dict[str, tuple]) -> dict[str
 
     from rich.progress import Progress
 
-    from .calib import load_calibration
+    from ..calibration.layerwise import load_calibration
 
     m = cfg.mixed
     started = time.perf_counter()

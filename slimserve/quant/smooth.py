@@ -11,10 +11,10 @@ import time
 
 import torch
 
+from ..calibration.layerwise import CalibLayer, calibrate_layers, collect_input_stats
 from ..steps import StepContext
 from .awq import scale_groups
 from .awq_math import fold_scales_into_linear, fold_scales_into_norm
-from .calib import capture_layer_inputs, collect_input_stats, decoder_layers, layer_prefix, load_calibration
 from .configs import SmoothQuantConfig
 
 
@@ -25,31 +25,33 @@ def smooth_scales(x_absmax: torch.Tensor, weights: list[torch.Tensor], alpha: fl
     return s.clamp(min=1e-2)
 
 
+def _smooth_layer(layer: CalibLayer, cfg: SmoothQuantConfig, spread: dict):
+    mods = dict(layer.module.named_modules())
+    groups = scale_groups(layer.module)
+    probes = {g["name"]: mods[g["consumers"][0]] for g in groups}
+    stats, outputs = collect_input_stats(layer.module, probes, layer.inputs)
+    for g in groups:
+        lin = [mods[c].weight.data for c in g["consumers"]]
+        s = smooth_scales(stats[g["name"]].abs_max, lin, cfg.alpha)
+        if "norm" in g:
+            fold_scales_into_norm(g["norm"].weight.data, lin, s)
+        else:
+            fold_scales_into_linear(g["prev"].weight.data, g["prev"].bias, lin, s)
+        spread[f"{layer.prefix}.{g['name']}"] = round(float(s.max() / s.min()), 2)
+    return outputs  # smoothing keeps the layer's float function, so these outputs feed the next layer as they are
+
+
 @torch.no_grad()
 def apply(model, cfg: SmoothQuantConfig, ctx: StepContext):
-    from rich.progress import track
-
     started = time.perf_counter()
-    ids = load_calibration(ctx, cfg.calibration)
-    inputs = capture_layer_inputs(model, ids, cfg.calibration.batch_size)
-    layers = decoder_layers(model)
     spread = {}
-    for i in track(range(len(layers)), description=f"SmoothQuant alpha {cfg.alpha:g} (layer)", transient=True):
-        layer, prefix = layers[i], layer_prefix(model, i)
-        mods = dict(layer.named_modules())
-        groups = scale_groups(layer)
-        probes = {g["name"]: mods[g["consumers"][0]] for g in groups}
-        # smoothing keeps the layer's float function, so these outputs feed the next layer as they are
-        stats, outputs = collect_input_stats(layer, probes, inputs)
-        for g in groups:
-            lin = [mods[c].weight.data for c in g["consumers"]]
-            s = smooth_scales(stats[g["name"]].abs_max, lin, cfg.alpha)
-            if "norm" in g:
-                fold_scales_into_norm(g["norm"].weight.data, lin, s)
-            else:
-                fold_scales_into_linear(g["prev"].weight.data, g["prev"].bias, lin, s)
-            spread[f"{prefix}.{g['name']}"] = round(float(s.max() / s.min()), 2)
-        inputs = outputs
+    calibrate_layers(
+        model,
+        ctx,
+        cfg.calibration,
+        lambda layer: _smooth_layer(layer, cfg, spread),
+        description=f"SmoothQuant alpha {cfg.alpha:g} (layer)",
+    )
     ctx.records["smoothed"] = {"groups": len(spread), "scale_max_over_min": spread}
     ctx.records["seconds"] = round(time.perf_counter() - started, 1)
     return model

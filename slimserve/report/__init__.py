@@ -6,8 +6,6 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
-
 
 def report(
     output: str | Path = "report.html",
@@ -19,20 +17,13 @@ def report(
 ):
     """Write the HTML report to `output` (atomically) and return its path. Targets their quality gates rejected are
     left out of the plots and tables unless include_rejected, and listed with their failing checks either way."""
-    from ..router.api import collect, current_assignment, nothing_error, open_catalog, sort_targets
+    from ..router.api import routed, sort_targets
     from ..router.formats import write_atomic
     from .html import render
 
-    out = Path(output)
-    if not out.parent.is_dir():
-        raise UserError(
-            f"folder {out.parent} does not exist", field="output", hint="create it first or pick another path"
-        )
-    cat = open_catalog(catalog)
-    c = collect(cat, target, include_rejected=include_rejected)
-    if not c.targets:
-        raise nothing_error("report", c)
-    a = current_assignment(cat, c.targets, rules, target=target, include_rejected=include_rejected, rejected=c.rejected)
+    out, cat, c, a = routed(
+        output, "report", catalog=catalog, target=target, rules=rules, include_rejected=include_rejected
+    )
     html = render(
         sort_targets(c.targets, a),
         a,

@@ -216,16 +216,9 @@ def export(
     """
     render = EXPORTERS.get(format, field="format")
     check_api_base(api_base)
-    out = Path(output)
-    if not out.parent.is_dir():
-        raise UserError(
-            f"folder {out.parent} does not exist", field="output", hint="create it first or pick another path"
-        )
-    cat = open_catalog(catalog)
-    c = collect(cat, target, include_rejected=include_rejected)
-    if not c.targets:
-        raise nothing_error("export", c)
-    a = current_assignment(cat, c.targets, rules, target=target, include_rejected=include_rejected, rejected=c.rejected)
+    out, cat, c, a = routed(
+        output, "export", catalog=catalog, target=target, rules=rules, include_rejected=include_rejected
+    )
     for n in a.notes:
         _say(f"note: {n}")
     ctx = ExportContext(
@@ -239,6 +232,23 @@ def export(
         notes=c.notes,
     )
     return write_atomic(out, render(ctx))
+
+
+def routed(
+    output: str | Path, what: str, *, catalog: Any, target: str | None, rules: Any, include_rejected: bool
+) -> tuple[Path, Any, Collected, Assignment]:
+    """What export() and report() start from: (output path, checked; catalog; its targets; their tiers)."""
+    out = Path(output)
+    if not out.parent.is_dir():
+        raise UserError(
+            f"folder {out.parent} does not exist", field="output", hint="create it first or pick another path"
+        )
+    cat = open_catalog(catalog)
+    c = collect(cat, target, include_rejected=include_rejected)
+    if not c.targets:
+        raise nothing_error(what, c)
+    a = current_assignment(cat, c.targets, rules, target=target, include_rejected=include_rejected, rejected=c.rejected)
+    return out, cat, c, a
 
 
 def sort_targets(targets: list[tg.RoutingTarget], a: Assignment) -> list[tg.RoutingTarget]:

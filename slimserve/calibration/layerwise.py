@@ -1,8 +1,9 @@
-"""Layer-by-layer calibration plumbing shared by GPTQ, AWQ and the pruners.
+"""Layer-by-layer calibration shared by GPTQ, AWQ, SmoothQuant and the pruners.
 
 The decoder-layer inputs are captured once (the embeddings and everything after the first layer
 are never run), then each layer is calibrated and run on its inputs to produce the next layer's:
 memory holds one layer's inputs and outputs for the calibration set, never full-model activations.
+`calibrate_layers` is that loop; a method plugs in what it does to one layer.
 
 ```yaml
 calibration: {text: null, samples: 128, seq_len: 512, batch_size: 8}   # text null: Pride and Prejudice
@@ -11,14 +12,16 @@ calibration: {text: null, samples: 128, seq_len: 512, batch_size: 8}   # text nu
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from rich.progress import track
 from torch import nn
 
 from ..errors import UserError
-from .configs import CalibrationConfig
+from .config import CalibrationConfig
 
 
 def load_calibration(ctx, cfg: CalibrationConfig, *, key: str = "calibration", field: str = "calibration"):
@@ -212,3 +215,46 @@ def layer_prefix(model: nn.Module, index: int) -> str:
         if mod is layers[index]:
             return name
     raise ValueError(f"decoder layer {index} not found")
+
+
+@dataclass
+class CalibLayer:
+    """One decoder layer during a layer-wise calibration: what a method's per-layer function is given."""
+
+    index: int
+    prefix: str  # its module name, e.g. "model.layers.3"
+    module: nn.Module
+    inputs: LayerInputs  # its inputs, computed by the layers before it as they are now
+
+
+@dataclass
+class LayerwiseRun:
+    outputs: LayerInputs  # the last decoder layer's outputs (GPTQ calibrates the lm_head on them)
+    tokens: int  # calibration tokens read
+
+
+def calibrate_layers(
+    model: nn.Module,
+    ctx,
+    cfg: CalibrationConfig,
+    per_layer: Callable[[CalibLayer], LayerInputs | None],
+    *,
+    description: str,
+) -> LayerwiseRun:
+    """Read the calibration text, capture the first decoder layer's inputs, then call `per_layer` on each layer in
+    order, each on the outputs of the layers before it.
+
+    `per_layer` may change its layer. It returns the layer's outputs when it already computed them with the final
+    weights (SmoothQuant: smoothing keeps the float function), else None and the changed layer is run to give the
+    next one its inputs (GPTQ's sequential mode).
+    """
+    ids = load_calibration(ctx, cfg)
+    with torch.no_grad():
+        inputs = capture_layer_inputs(model, ids, cfg.batch_size)
+        layers = decoder_layers(model)
+        names = {id(m): n for n, m in model.named_modules()}
+        for i in track(range(len(layers)), description=description, transient=True):
+            layer = layers[i]
+            outputs = per_layer(CalibLayer(i, names[id(layer)], layer, inputs))
+            inputs = run_layer(layer, inputs) if outputs is None else outputs
+    return LayerwiseRun(inputs, int(ids.numel()))
