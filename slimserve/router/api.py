@@ -203,7 +203,7 @@ def export(
     output: str | Path,
     *,
     catalog: Any = None,
-    api_base: str = DEFAULT_API_BASE,
+    api_base: str | None = None,
     target: str | None = None,
     rules: str | Path | None = None,
     include_rejected: bool = False,
@@ -211,18 +211,22 @@ def export(
     """Write the catalog's routing targets in `format` (litellm, openrouter, routellm, json) to `output`, atomically.
 
     api_base is the OpenAI-compatible endpoint serving local variants; it may contain {variant}, {target}, {id}.
+    None: the endpoint of a live `slimserve serve` recorded in the catalog, else DEFAULT_API_BASE.
     target keeps only one benchmark target (e.g. "cpu"). Targets their gates rejected are left out unless
     include_rejected. Returns the written path.
     """
     load_all()
     render = EXPORTERS.get(format, field="format")
-    check_api_base(api_base)
+    if api_base is not None:
+        check_api_base(api_base)
     out = Path(output)
     if not out.parent.is_dir():
         raise UserError(
             f"folder {out.parent} does not exist", field="output", hint="create it first or pick another path"
         )
     cat = open_catalog(catalog)
+    if api_base is None:
+        api_base = _live_api_base(cat)
     c = collect(cat, target, include_rejected=include_rejected)
     if not c.targets:
         raise nothing_error("export", c)
@@ -240,6 +244,16 @@ def export(
         notes=c.notes,
     )
     return write_atomic(out, render(ctx))
+
+
+def _live_api_base(cat: Any) -> str:
+    """The endpoint a live `slimserve serve` recorded for this catalog (said), else DEFAULT_API_BASE."""
+    from ..served import live_endpoint
+
+    live = live_endpoint(cat)
+    if live:
+        _say(f"note: api_base {live}: the live `slimserve serve` recorded in the catalog")
+    return live or DEFAULT_API_BASE
 
 
 def sort_targets(targets: list[tg.RoutingTarget], a: Assignment) -> list[tg.RoutingTarget]:
