@@ -64,8 +64,10 @@ def test_litellm_router_from_the_catalog_export(url, tmp_path):
     import slimserve.router as router
     from slimserve.errors import UserError
 
+    rules = tmp_path / "tiers.yaml"  # one tier: the int4 variant alone does not meet the stock small/base floors
+    rules.write_text("version: 1\nmetric: top1\ntiers:\n  - {name: nano, floor: 0.5}\n")
     try:
-        out = router.export("litellm", tmp_path / "router.yaml", catalog=CATALOG, api_base=url + "/v1")
+        out = router.export("litellm", tmp_path / "router.yaml", catalog=CATALOG, api_base=url + "/v1", rules=rules)
     except UserError as e:
         pytest.skip(f"the catalog has no priced targets to export ({e}); run `slimserve bench {VARIANT}` first")
     cfg = yaml.safe_load(out.read_text())
