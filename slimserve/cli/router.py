@@ -61,8 +61,9 @@ def register_catalog_commands(cs) -> None:
     e.add_argument("-o", "--output", required=True, help="file to write (its folder must exist)")
     e.add_argument(
         "--api-base",
-        default="http://localhost:8000/v1",
-        help="OpenAI-compatible endpoint serving local variants; may use {variant}, {target}, {id}",
+        default=None,
+        help="OpenAI-compatible endpoint serving local variants; may use {variant}, {target}, {id} "
+        "(default: the live `slimserve serve` recorded in the catalog, else http://localhost:8000/v1)",
     )
     e.add_argument("--target", default=None, help="only this benchmark target (e.g. cpu)")
     e.add_argument("--rules", default=None, help="tier rules YAML (default: the stored tiers)")

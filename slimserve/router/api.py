@@ -203,7 +203,7 @@ def export(
     output: str | Path,
     *,
     catalog: Any = None,
-    api_base: str = DEFAULT_API_BASE,
+    api_base: str | None = None,
     target: str | None = None,
     rules: str | Path | None = None,
     include_rejected: bool = False,
@@ -211,14 +211,18 @@ def export(
     """Write the catalog's routing targets in `format` (litellm, openrouter, routellm, json) to `output`, atomically.
 
     api_base is the OpenAI-compatible endpoint serving local variants; it may contain {variant}, {target}, {id}.
+    None: the endpoint of a live `slimserve serve` recorded in the catalog, else DEFAULT_API_BASE.
     target keeps only one benchmark target (e.g. "cpu"). Targets their gates rejected are left out unless
     include_rejected. Returns the written path.
     """
     render = EXPORTERS.get(format, field="format")
-    check_api_base(api_base)
+    if api_base is not None:
+        check_api_base(api_base)
     out, cat, c, a = routed(
         output, "export", catalog=catalog, target=target, rules=rules, include_rejected=include_rejected
     )
+    if api_base is None:
+        api_base = _live_api_base(cat)
     for n in a.notes:
         _say(f"note: {n}")
     ctx = ExportContext(
@@ -249,6 +253,16 @@ def routed(
         raise nothing_error(what, c)
     a = current_assignment(cat, c.targets, rules, target=target, include_rejected=include_rejected, rejected=c.rejected)
     return out, cat, c, a
+
+
+def _live_api_base(cat: Any) -> str:
+    """The endpoint a live `slimserve serve` recorded for this catalog (said), else DEFAULT_API_BASE."""
+    from ..served import live_endpoint
+
+    live = live_endpoint(cat)
+    if live:
+        _say(f"note: api_base {live}: the live `slimserve serve` recorded in the catalog")
+    return live or DEFAULT_API_BASE
 
 
 def sort_targets(targets: list[tg.RoutingTarget], a: Assignment) -> list[tg.RoutingTarget]:
