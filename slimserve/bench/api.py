@@ -159,6 +159,7 @@ def bench(
     show: bool = True,
     command: str | None = None,
     log: Callable[[str], None] | None = None,
+    verify: bool = True,
 ) -> list[BenchRecord]:
     """Benchmark catalog variants on one target; store the records in the catalog index and write reports.
 
@@ -199,6 +200,10 @@ def bench(
     qcfg = QualityConfig(**{**prof.quality, **({"windows": limit, "mc_limit": limit} if limit else {})})
     cat = Catalog.open(catalog, create=False)
     rows = _select(cat, variants, tgt, log)
+    from ..artifact.verify import verify_variant
+
+    for r in rows:  # before any measuring: a changed file would give a meaningless number (verify=False skips hashes)
+        verify_variant(r.path, r.manifest, verify=verify)
     text_src = str(eval_text) if eval_text else "Pride and Prejudice (guidellm)"
     text = read_text(eval_text)
     suites = mc_suites(qcfg, eval_mc) if quality else {}
@@ -207,6 +212,8 @@ def bench(
 
     ref_rows = [v for v in cat.variants() if v.manifest.get("reference")]
     ref = ref_rows[0] if ref_rows else None
+    if ref is not None and ref.name not in {r.name for r in rows}:
+        verify_variant(ref.path, ref.manifest, verify=verify)
     if threads:
         torch.set_num_threads(int(threads))
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)

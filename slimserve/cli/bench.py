@@ -96,6 +96,9 @@ def register(sub) -> None:
         default=None,
         help="compare two stored runs (default: the two newest) metric by metric against their printed spread",
     )
+    p.add_argument(
+        "--no-verify", dest="verify", action="store_false", help="skip the sha256 check of the variants' files"
+    )
     p.set_defaults(func=bench_cmd)
 
 
@@ -143,6 +146,7 @@ def bench_cmd(args: argparse.Namespace) -> int:
             "loop",
             "out",
             "json",
+            "verify",
         ),
     )
     return 0
