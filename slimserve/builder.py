@@ -10,7 +10,7 @@ from rich.console import Console
 
 from .artifact.manifest import MANIFEST_VERSION, Manifest, file_table, now_iso, versions, weight_bytes
 from .artifact.writers import WRITERS
-from .catalog import Catalog, VariantRow
+from .catalog import Catalog, VariantRow, check_name
 from .errors import GateRejected, UserError, flag
 from .recipe import Recipe, load_recipe, steps_of
 from .sources import ResolvedBase, resolve_base, sha256_file
@@ -39,6 +39,10 @@ def build(
     if base is not None:
         r = r.model_copy(update={"base": r.base.model_copy(update={"source": base})})
     chosen = _choose(r, variants, recipe_file)
+    chosen_names = {v.name for v in chosen}
+    for i, v in enumerate(r.variants):
+        if v.name in chosen_names:
+            check_name(v.name, field=f"variants[{i}].name", file=recipe_file)
     cat = Catalog.open(catalog)
     base = resolve_base(r.base, file=recipe_file)
     done = {} if force else _up_to_date(cat, chosen, r, base, recipe_file)
@@ -58,7 +62,7 @@ def build(
             rows.append(done[v.name])
             continue
         console.print(f"[bold]\\[{i}/{len(chosen)}][/bold] building {v.name} ({v.tier})")
-        row = _build_variant(cat, r, v, base, recipe_info, recipe_file, force, checker)
+        row = _no_space(lambda v=v: _build_variant(cat, r, v, base, recipe_info, recipe_file, force, checker), base)
         if isinstance(row, str):
             rejected[v.name] = row
             console.print(f"  [red]rejected[/red] by its gates: {row}; nothing was written")
@@ -94,6 +98,27 @@ def _up_to_date(cat: Catalog, chosen, r: Recipe, base: ResolvedBase, recipe_file
             hint=("Use ", flag("--force", "force=True"), " to rebuild them, or pick other names"),
         )
     return same
+
+
+def _no_space(fn, base: ResolvedBase):
+    """fn(), with a full disk reported as one line (which file, about how much room a variant needs). The staging
+    folder is gone by then: nothing is left behind."""
+    import errno
+    import shutil
+
+    try:
+        return fn()
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        need = sum(f.stat().st_size for f in Path(base.path).glob("*.safetensors"))
+        where = Path(e.filename).parent if e.filename else Path(".")
+        free = shutil.disk_usage(where if where.exists() else ".").free
+        raise UserError(
+            f"no space left on the device (ENOSPC) while writing {e.filename or 'a variant file'}: a variant of this "
+            f"base needs up to about {need / 1e6:.0f} MB, {free / 1e6:.0f} MB are free; nothing was kept",
+            hint="free some space, or point --catalog at another disk",
+        ) from None
 
 
 def _gate_checker(chosen, base: ResolvedBase):

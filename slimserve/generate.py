@@ -90,7 +90,7 @@ class TorchEngine(Engine):
     def __init__(self, path: Path, manifest: dict, device: str):
         from .artifact.loaders import load_variant
 
-        self.model, self.tokenizer, _ = load_variant(path, device)
+        self.model, self.tokenizer, _ = load_variant(path, device, verify=False)  # open_engine verified it
         self.device = device
 
     def stop_ids(self) -> set[int]:
@@ -201,11 +201,15 @@ def engine_kind(manifest: dict) -> str:
     return "torch"  # hf, compressed-tensors, bitsandbytes, and optimum-graph ONNX through slimserve.artifact.loaders
 
 
-def open_engine(variant: str, *, catalog: str | Path | None = None, device: str = "cpu") -> Engine:
-    """Load a catalog variant for generation; UserError listing the variants if there is no such name."""
+def open_engine(variant: str, *, catalog: str | Path | None = None, device: str = "cpu", verify: bool = True) -> Engine:
+    """Load a catalog variant for generation; UserError listing the variants if there is no such name.
+
+    The variant's files are checked first (`verify=False` skips only the sha256 check)."""
+    from .artifact.verify import verify_variant
     from .catalog import Catalog
 
     row = Catalog.open(catalog, create=False).get(variant)
+    verify_variant(row.path, row.manifest, verify=verify)
     return ENGINES.get(engine_kind(row.manifest))(row.path, row.manifest, device)
 
 

@@ -25,6 +25,7 @@ import json
 import re
 import types
 import typing
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -85,7 +86,8 @@ def reference_problem(reference: Any, steps: Any) -> str | None:
 
 def variants_problems(names: list[Any], references: list[Any]) -> list[str]:
     problems = []
-    dup = sorted({str(n) for n in names if names.count(n) > 1})
+    counts = Counter(str(n) for n in names)  # linear: a recipe may list many variants
+    dup = sorted(n for n, k in counts.items() if k > 1)
     if dup:
         problems.append(f"variant names must be unique; repeated: {', '.join(dup)}")
     if sum(r is True for r in references) > 1:
@@ -199,13 +201,22 @@ def steps_of(variant) -> list[tuple[str, Any]]:
 
 def load_recipe(path: str | Path) -> Recipe:
     p = Path(path)
+    if p.is_dir():
+        raise UserError(f"recipe path '{p}' is a directory, not a recipe file", hint="give the path of a .yaml file")
     if not p.is_file():
         raise UserError(f"recipe file '{p}' does not exist")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise UserError(f"not readable as YAML: {str(e).splitlines()[0]}", file=str(p)) from None
-    return parse_recipe(data, file=str(p))
+    except RecursionError:
+        raise UserError("not readable as YAML: nested too deeply", file=str(p)) from None
+    except OSError as e:
+        raise UserError(f"cannot read the recipe ({e.strerror})", file=str(p)) from None
+    try:
+        return parse_recipe(data, file=str(p))
+    except RecursionError:
+        raise UserError("recipe is nested too deeply to be a recipe", file=str(p)) from None
 
 
 def parse_recipe(data: Any, file: str | None = None) -> Recipe:

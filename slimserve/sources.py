@@ -64,12 +64,38 @@ def resolve_base(spec: BaseSpec, *, field: str = "base.source", file: str | None
             return _from_gguf(p / spec.gguf_file, "gguf", src)
         if not (p / "config.json").is_file():
             raise UserError(f"directory '{p}' has no config.json", field=field, file=file)
+        _check_hf_dir(p, spec, field=field, file=file)
         return ResolvedBase(p, "local", src, _dir_hash(p), converted=False)
     if p.suffix == ".gguf" or src.startswith((".", "/", "~")):
         raise UserError(f"model source '{src}' does not exist", field=field, file=file, allowed=_allowed())
     if src.count("/") == 1:
         return _from_hub(spec, field=field, file=file)
     raise UserError(f"unknown model source '{src}'", field=field, file=file, allowed=_allowed())
+
+
+def _check_hf_dir(p: Path, spec: BaseSpec, *, field: str, file: str | None) -> None:
+    """A local base must have a readable config, safetensors weights, and no remote code unless the recipe allows it."""
+    import json
+
+    try:
+        config = json.loads((p / "config.json").read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"'{p / 'config.json'}' is not valid JSON ({e})", field=field, file=file) from None
+    if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
+        raise UserError(f"'{p / 'config.json'}' has no model_type: not a Hugging Face model", field=field, file=file)
+    if config.get("auto_map") and not spec.trust_remote_code:
+        raise UserError(
+            f"model '{p}' needs its own Python code (config.json auto_map, model_type '{config['model_type']}')",
+            field="base.trust_remote_code",
+            file=file,
+            hint="set base.trust_remote_code: true only if you trust that code",
+        )
+    if not any(p.glob("*.safetensors")):
+        raise UserError(
+            f"directory '{p}' has no .safetensors weights (slimserve never loads pickled .bin weights)",
+            field=field,
+            file=file,
+        )
 
 
 def _allowed() -> str:
@@ -105,14 +131,26 @@ def _from_hub(spec: BaseSpec, *, field: str, file: str | None) -> ResolvedBase:
 def _from_gguf(gguf: Path, kind: str, source: str) -> ResolvedBase:
     if not gguf.is_file():
         raise UserError(f"GGUF file '{gguf}' does not exist", field="base.gguf_file")
+    with open(gguf, "rb") as f:
+        if f.read(4) != b"GGUF":
+            raise UserError(f"'{gguf}' is not a GGUF file (no GGUF magic bytes)", field="base.source")
     digest = sha256_file(gguf)
     target = cache_root() / "bases" / digest[:16]
     if (target / "slimserve-base.json").is_file():
         return ResolvedBase(target, kind, source, digest, converted=False)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:16]}-", dir=target.parent))
+    _clean_stale_conversions(target.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:16]}-{os.getpid()}-", dir=target.parent))
     try:
-        _convert_gguf(gguf, tmp)
+        try:
+            _convert_gguf(gguf, tmp)
+        except (ValueError, KeyError, AttributeError, OSError) as e:
+            if isinstance(e, OSError) and e.errno == 28:  # ENOSPC: not the file's fault
+                raise
+            raise UserError(
+                f"could not convert '{gguf}' ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})",
+                field="base.source",
+            ) from None
         (tmp / "slimserve-base.json").write_text(f'{{"gguf": "{gguf.name}", "sha256": "{digest}"}}\n')
         try:
             os.replace(tmp, target)
@@ -122,6 +160,25 @@ def _from_gguf(gguf: Path, kind: str, source: str) -> ResolvedBase:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return ResolvedBase(target, kind, source, digest, converted=True)
+
+
+def _clean_stale_conversions(bases: Path) -> None:
+    """Remove temp folders of conversions whose process is gone (a kill mid-conversion leaves one)."""
+    for d in bases.glob(".*-*"):
+        parts = d.name.rsplit("-", 2)
+        pid = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
+        if d.is_dir() and pid is not None and not _pid_alive(pid):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _convert_gguf(gguf: Path, out: Path) -> None:

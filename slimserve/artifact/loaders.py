@@ -20,16 +20,19 @@ def read_manifest(path: str | Path) -> dict:
     return Manifest.read(path).to_dict()
 
 
-def _hf(path: Path, manifest: Manifest, device: str, **kwargs):
+def _hf(path: Path, manifest: Manifest, device: str, trust_remote_code: bool = False, **kwargs):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    trc = manifest.base.trust_remote_code
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, trust_remote_code=trc, **kwargs)
+    # Trust comes from the caller only (never manifest.base); safetensors only, so no pickle is ever read.
+    trc = trust_remote_code
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=torch.float32, trust_remote_code=trc, use_safetensors=True, **kwargs
+    )
     return model.to(device).eval(), AutoTokenizer.from_pretrained(path, trust_remote_code=trc)
 
 
-def _ct(path: Path, manifest: Manifest, device: str):
+def _ct(path: Path, manifest: Manifest, device: str, trust_remote_code: bool = False):
     from ..data import package_dir
 
     if package_dir("compressed_tensors") is None:
@@ -40,11 +43,10 @@ def _ct(path: Path, manifest: Manifest, device: str):
 
     # Unpack to dense weights at load: PyTorch CPU has no int4 kernel faster than fp32 here. run_compressed goes into
     # the config's own quantization_config: passing a second CompressedTensorsConfig makes transformers warn.
-    trc = manifest.base.trust_remote_code
-    config = AutoConfig.from_pretrained(path, trust_remote_code=trc)
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     config.quantization_config = {**config.quantization_config, "run_compressed": False}
     with no_compression_bars():
-        model, tok = _hf(path, manifest, device, config=config)
+        model, tok = _hf(path, manifest, device, trust_remote_code, config=config)
     return drop_qdq_wrappers(model), tok
 
 
@@ -65,7 +67,7 @@ def drop_qdq_wrappers(model):
     return model
 
 
-def _bnb(path: Path, manifest: Manifest, device: str):
+def _bnb(path: Path, manifest: Manifest, device: str, trust_remote_code: bool = False):
     from ..data import package_dir
 
     if package_dir("bitsandbytes") is None:
@@ -73,8 +75,10 @@ def _bnb(path: Path, manifest: Manifest, device: str):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, device_map=device)
-    return model.eval(), AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=torch.float32, device_map=device, use_safetensors=True, trust_remote_code=trust_remote_code
+    )
+    return model.eval(), AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
 
 
 LOADERS.add("hf", _hf)
@@ -82,15 +86,23 @@ LOADERS.add("compressed-tensors", _ct)
 LOADERS.add("bitsandbytes", _bnb)
 
 
-def load_variant(path: str | Path, device: str = "cpu") -> tuple:
-    """(model, tokenizer, manifest) of the variant at `path`."""
+def load_variant(
+    path: str | Path, device: str = "cpu", *, verify: bool = True, trust_remote_code: bool = False
+) -> tuple:
+    """(model, tokenizer, manifest) of the variant at `path`, after `verify_variant`'s checks: only listed files in
+    safe formats, sizes and sha256 as the manifest says (`verify=False` skips the hashes), no remote code unless
+    `trust_remote_code=True` is passed here (the manifest's own flag is never taken)."""
+    from .verify import verify_variant
+
     p = Path(path)
-    manifest = Manifest.read(p)
-    model, tok = LOADERS.get(manifest.format, field="manifest.format", file=str(p / MANIFEST))(p, manifest, device)
+    manifest = verify_variant(p, verify=verify, trust_remote_code=trust_remote_code)
+    fn = LOADERS.get(manifest.format, field="manifest.format", file=str(p / MANIFEST))
+    extra = {"trust_remote_code": True} if trust_remote_code else {}  # only the PyTorch loaders take it
+    model, tok = fn(p, manifest, device, **extra)
     return model, tok, manifest.to_dict()
 
 
-def load(path: str | Path, device: str = "cpu") -> tuple:
+def load(path: str | Path, device: str = "cpu", *, verify: bool = True, trust_remote_code: bool = False) -> tuple:
     """(model, tokenizer) of a built variant, ready for `model.generate`."""
-    model, tok, _ = load_variant(path, device)
+    model, tok, _ = load_variant(path, device, verify=verify, trust_remote_code=trust_remote_code)
     return model, tok

@@ -179,6 +179,11 @@ def prepare(cfg: BenchConfig, log: Callable[[str], None], command: str | None = 
     text_sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
     _check_text_length(rows, text, text_src, scfg, qcfg, speed=cfg.speed, quality=cfg.quality, text_sha=text_sha)
     ref = next((v for v in cat.variants() if v.manifest.get("reference")), None)
+    from ..artifact.verify import verify_variant
+
+    # Before any measuring: a changed file would give a meaningless number (--no-verify skips the hashes).
+    for r in rows + ([ref] if ref is not None and ref.name not in {r.name for r in rows} else []):
+        verify_variant(r.path, r.manifest, verify=cfg.verify)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     fp = fingerprint(

@@ -92,6 +92,9 @@ class BenchConfig(BaseModel):
     loop: str | None = Field(None, description="PyTorch decode loop: dynamic-kv (default), static-kv, generate")
     out: PathLike = Field(None, description="report folder (default: <catalog>/bench)")
     json_output: bool = Field(False, alias="json", description="print the records as JSON")
+    verify: bool = Field(
+        True, description="--no-verify: skip checking the variants' files against their manifests' sha256"
+    )
 
     @field_validator("profile")
     @classmethod

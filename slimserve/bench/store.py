@@ -58,53 +58,97 @@ def variant_build_id(manifest: dict[str, Any]) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+RUNS = ".runs"  # catalog.RUNS: one JSON file per run beside the index, so the history survives a lost index
+_RUN_COLS = ("run_id", "created", "target", "fingerprint_id", "fingerprint", "command", "config")
+_RESULT_COLS = ("run_id", "variant", "target", "fingerprint_id", "variant_build", "created", "decode_tok_s", "ppl",
+                "kld", "usd_per_1m_input", "usd_per_1m_output", "record")  # fmt: skip
+
+
 def ensure(cat: Any) -> None:
+    """Create the tables, and bring back any run whose file is in `.runs/` but whose rows are not in the index."""
     cat.ensure_schema(SCHEMA)
+    runs = cat.root / RUNS
+    if not runs.is_dir():
+        return
+    files = {f.stem: f for f in runs.glob("*.json")}
+    if not files:
+        return
+    with cat.connect() as con:
+        have = {r[0] for r in con.execute("SELECT run_id FROM bench_runs")}
+    missing = [f for run_id, f in sorted(files.items()) if run_id not in have]
+    if not missing:
+        return
+    with cat.transaction() as con:
+        for f in missing:
+            try:
+                doc = json.loads(f.read_text(encoding="utf-8"))
+                _insert(con, doc["run"], doc["results"])
+            except (ValueError, KeyError, TypeError) as e:
+                import logging
+
+                logging.getLogger("slimserve").warning("skipped unreadable bench run file %s (%s)", f, e)
+
+
+def _insert(con: Any, run: dict[str, Any], results: list[dict[str, Any]], verb: str = "INSERT OR IGNORE") -> None:
+    con.execute(
+        f"{verb} INTO bench_runs ({', '.join(_RUN_COLS)}) VALUES ({', '.join('?' * len(_RUN_COLS))})",
+        tuple(run[c] for c in _RUN_COLS),
+    )
+    for row in results:
+        con.execute(
+            f"{verb} INTO bench_results ({', '.join(_RESULT_COLS)}) VALUES ({', '.join('?' * len(_RESULT_COLS))})",
+            tuple(row.get(c) for c in _RESULT_COLS),
+        )
 
 
 def save_run(cat: Any, records: list[BenchRecord], *, config: dict[str, Any], builds: dict[str, str]) -> None:
-    """Store one run's records (same run_id/target/fingerprint) atomically; builds: variant -> variant_build_id."""
+    """Store one run's records (same run_id/target/fingerprint) atomically; builds: variant -> variant_build_id.
+
+    The run is written as `.runs/<run_id>.json` first (atomically), then into the index."""
     if not records:
         return
     ensure(cat)
     first = records[0]
     fp = first.fingerprint
-    fid = fingerprint_id(fp)
-    with cat.transaction() as con:
-        con.execute(
-            "INSERT INTO bench_runs (run_id, created, target, fingerprint_id, fingerprint, command, config)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                first.run_id,
-                first.created,
-                first.target,
-                fid,
-                json.dumps(first.to_dict()["fingerprint"], sort_keys=True),
-                fp.command,
-                json.dumps(config, sort_keys=True, default=str),
-            ),
+    run = {
+        "run_id": first.run_id,
+        "created": first.created,
+        "target": first.target,
+        "fingerprint_id": fingerprint_id(fp),
+        "fingerprint": json.dumps(first.to_dict()["fingerprint"], sort_keys=True),
+        "command": fp.command,
+        "config": json.dumps(config, sort_keys=True, default=str),
+    }
+    results = []
+    for r in records:
+        s, q, c = r.speed, r.quality, r.cost
+        results.append(
+            {
+                "run_id": r.run_id,
+                "variant": r.variant,
+                "target": r.target,
+                "fingerprint_id": fingerprint_id(r.fingerprint),
+                "variant_build": builds.get(r.variant),
+                "created": r.created,
+                "decode_tok_s": s.decode_tok_s.p50 if s and s.decode_tok_s else None,
+                "ppl": q.ppl if q else None,
+                "kld": q.kld if q else None,
+                "usd_per_1m_input": c.usd_per_1m_input if c else None,
+                "usd_per_1m_output": c.usd_per_1m_output if c else None,
+                "record": record_to_json(r),
+            }
         )
-        for r in records:
-            s, q, c = r.speed, r.quality, r.cost
-            con.execute(
-                "INSERT INTO bench_results (run_id, variant, target, fingerprint_id, variant_build, created,"
-                " decode_tok_s, ppl, kld, usd_per_1m_input, usd_per_1m_output, record)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    r.run_id,
-                    r.variant,
-                    r.target,
-                    fingerprint_id(r.fingerprint),
-                    builds.get(r.variant),
-                    r.created,
-                    s.decode_tok_s.p50 if s and s.decode_tok_s else None,
-                    q.ppl if q else None,
-                    q.kld if q else None,
-                    c.usd_per_1m_input if c else None,
-                    c.usd_per_1m_output if c else None,
-                    record_to_json(r),
-                ),
-            )
+    from ..util import atomic_write_text
+
+    (cat.root / RUNS).mkdir(exist_ok=True)
+    run_file = cat.root / RUNS / f"{first.run_id}.json"
+    atomic_write_text(run_file, json.dumps({"run": run, "results": results}) + "\n")
+    try:
+        with cat.transaction() as con:
+            _insert(con, run, results, verb="INSERT")
+    except BaseException:
+        run_file.unlink(missing_ok=True)  # a run that was not stored is not recovered later either
+        raise
 
 
 def _current_builds(cat: Any) -> dict[str, str]:

@@ -132,7 +132,8 @@ def load_torch_model(path: Path, device: str) -> tuple[Any, Any]:
     if (path / "manifest.json").is_file():
         from ..artifact.loaders import load_variant
 
-        model, tokenizer, _manifest = load_variant(path, device=device)
+        # bench() verified the hashes before measuring (or was told not to); the file and trust checks still run
+        model, tokenizer, _manifest = load_variant(path, device=device, verify=False)
     else:  # a plain Hugging Face directory (development, comparisons against an unbuilt base)
         from transformers import AutoModelForCausalLM, AutoTokenizer
 

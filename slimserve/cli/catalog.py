@@ -40,6 +40,14 @@ def register(sub) -> None:
     catalog_arg(sh)
     sh.add_argument("--json", action="store_true", help="print the manifest as JSON")
     sh.set_defaults(func=show_cmd)
+    vf = cs.add_parser(
+        "verify",
+        help="hash every file of a variant (or of all) against its manifest",
+        epilog="examples:\n  slimserve catalog verify\n  slimserve catalog verify smollm2-int4-g128",
+    )
+    vf.add_argument("name", nargs="?", default=None)
+    catalog_arg(vf)
+    vf.set_defaults(func=verify_cmd)
     rm = cs.add_parser("remove", help="delete a variant", epilog="example:\n  slimserve catalog remove smollm2-int8")
     rm.add_argument("name")
     catalog_arg(rm)
@@ -140,8 +148,24 @@ def show_cmd(args) -> int:
     print(f"recipe: {m['recipe']['file']} ({m['recipe']['name']}, {m['recipe']['hash'][:16]})")
     for s in m["steps"]:
         print(f"step: {s['kind']}: {s['summary']}  ({s['seconds']}s)")
-    for name, why in m.get("skipped_layers", {}).items():
+    skipped = m.get("skipped_layers") or {}
+    for name, why in skipped.items() if isinstance(skipped, dict) else []:
         print(f"skipped: {name}: {why}")
+    asked = (m.get("base") or {}).get("trust_remote_code", False)
+    print(f"remote code: never taken from the artifact (the recipe asked trust_remote_code: {str(asked).lower()})")
+    return 0
+
+
+def verify_cmd(args) -> int:
+    """Full sha256 of every listed file; exit 2 naming the first variant and file that do not match."""
+    from ..artifact.verify import verify_variant
+    from ..catalog import Catalog
+
+    cat = Catalog.open(args.catalog, create=False)
+    rows = [cat.get(args.name)] if args.name else cat.variants()
+    for v in rows:
+        verify_variant(v.path, v.manifest, full=True)
+        print(f"ok  {v.name}  {len(v.manifest.get('files') or {})} file(s) match their sha256")
     return 0
 
 
