@@ -92,6 +92,12 @@ class BenchConfig(BaseModel):
     loop: str | None = Field(None, description="PyTorch decode loop: dynamic-kv (default), static-kv, generate")
     out: PathLike = Field(None, description="report folder (default: <catalog>/bench)")
     json_output: bool = Field(False, alias="json", description="print the records as JSON")
+    ray: str | None = Field(
+        None,
+        description="run each variant as a Ray task on the cluster at ADDRESS (HOST:PORT, auto, or local), with "
+        "the target's resources (a GPU and the `cuda` label for cuda); the catalog must be on a path every node "
+        "mounts; this process stores the results (README: Scale out)",
+    )
 
     @field_validator("profile")
     @classmethod
