@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -12,6 +15,7 @@ from .artifact.manifest import MANIFEST_VERSION, Manifest, file_table, now_iso, 
 from .artifact.writers import WRITERS
 from .catalog import Catalog, VariantRow, check_name
 from .errors import GateRejected, UserError, flag
+from .executor import Job, executor_for
 from .recipe import Recipe, load_recipe, steps_of
 from .sources import ResolvedBase, resolve_base, sha256_file
 from .steps import DISCRIMINATOR, STEPS, StepContext
@@ -27,10 +31,13 @@ def build(
     variants: list[str] | None = None,
     force: bool = False,
     base: str | None = None,
+    ray: str | None = None,
 ) -> list[VariantRow]:
     """Build every variant of a recipe (or the named subset) into the catalog.
 
-    `base` replaces the recipe's base.source (same recipe, another model).
+    `base` replaces the recipe's base.source (same recipe, another model). `ray` (an address: HOST:PORT, auto,
+    local) builds the variants as Ray tasks; the catalog and the base cache must be on a path every node shares
+    (see executor.py), and this process commits each finished variant.
 
     >>> slimserve.build("recipes/llama-int4.yaml", catalog="catalog")
     """
@@ -43,6 +50,7 @@ def build(
     for i, v in enumerate(r.variants):
         if v.name in chosen_names:
             check_name(v.name, field=f"variants[{i}].name", file=recipe_file)
+    ex = executor_for(ray)  # an address that does not answer fails here, before the catalog is touched
     cat = Catalog.open(catalog)
     base = resolve_base(r.base, file=recipe_file)
     done = {} if force else _up_to_date(cat, chosen, r, base, recipe_file)
@@ -53,30 +61,61 @@ def build(
         "file_sha256": sha256_file(Path(recipe_file)),
     }
     rows, rejected = [], {}
-    checker = _gate_checker([v for v in chosen if v.name not in done], base)
+    todo = [v for v in chosen if v.name not in done]
+    checker = _gate_checker(todo, base)
     for i, v in enumerate(chosen, 1):
         if v.name in done:
             console.print(
                 f"[bold]\\[{i}/{len(chosen)}][/bold] {v.name}: up to date (same recipe and base; --force rebuilds)"
             )
             rows.append(done[v.name])
-            continue
-        console.print(f"[bold]\\[{i}/{len(chosen)}][/bold] building {v.name} ({v.tier})")
-        row = _no_space(lambda v=v: _build_variant(cat, r, v, base, recipe_info, recipe_file, force, checker), base)
-        if isinstance(row, str):
-            rejected[v.name] = row
-            console.print(f"  [red]rejected[/red] by its gates: {row}; nothing was written")
-            continue
-        rows.append(row)
-        gate = row.manifest.get("gate_check")
-        console.print(
-            f"  -> {row.path}  {row.format}  {row.size_bytes / 1e6:.1f} MB  "
-            f"{row.manifest['bits_per_weight']:.2f} bits/weight  {row.manifest['build_seconds']:.1f}s"
-            + (f"  gates {gate['status']} ({gate['target']})" if gate else "")
-        )
+    jobs = [(v, BuildJob(r, v, base, recipe_info, recipe_file, Path(), checker)) for v in todo]
+    _no_space(lambda: _run_builds(cat, ex, jobs, len(chosen), force, rows, rejected), base)
+    order = {v.name: i for i, v in enumerate(chosen)}
+    rows.sort(key=lambda row: order[row.name])
     if rejected:
         raise GateRejected(rejected, rows)
     return rows
+
+
+def _run_builds(cat: Catalog, ex, jobs: list, n_chosen: int, force: bool, rows: list, rejected: dict) -> None:
+    """Run the build jobs on the executor; commit each finished variant here, the catalog's one writer."""
+    todo = [v for v, _ in jobs]
+    with contextlib.ExitStack() as stack:  # staging folders made (and cleaned up) by this process
+        tasks = [
+            Job(_build_into, replace(job, staged=stack.enter_context(cat.staging(v.name))), resources={"CPU": 1},
+                label=f"build {v.name}")
+            for v, job in jobs
+        ]  # fmt: skip
+        if ex.name != "local" and tasks:
+            console.print(f"building {len(tasks)} variant(s) as Ray tasks on {ex.address}")
+        for k, result in _announced(ex.run(tasks), todo, n_chosen, local=ex.name == "local"):
+            v = todo[k]
+            if isinstance(result, str):
+                rejected[v.name] = result
+                console.print(f"  [red]rejected[/red] {v.name} by its gates: {result}; nothing was written")
+                continue
+            row = cat.commit(tasks[k].arg.staged, result, force=force)
+            rows.append(row)
+            gate = row.manifest.get("gate_check")
+            console.print(
+                f"  -> {row.path}  {row.format}  {row.size_bytes / 1e6:.1f} MB  "
+                f"{row.manifest['bits_per_weight']:.2f} bits/weight  {row.manifest['build_seconds']:.1f}s"
+                + (f"  gates {gate['status']} ({gate['target']})" if gate else "")
+            )
+
+
+def _announced(results, todo, n_chosen: int, *, local: bool):
+    """Print "[i/n] building NAME" before a local build starts (Ray tasks run at once: announced when done)."""
+    first = n_chosen - len(todo)
+    it = iter(results)
+    for k, v in enumerate(todo):
+        if local:
+            console.print(f"[bold]\\[{first + k + 1}/{n_chosen}][/bold] building {v.name} ({v.tier})")
+        k2, result = next(it)
+        if not local:
+            console.print(f"[bold]\\[{first + k + 1}/{n_chosen}][/bold] built {todo[k2].name} ({todo[k2].tier})")
+        yield k2, result
 
 
 def _up_to_date(cat: Catalog, chosen, r: Recipe, base: ResolvedBase, recipe_file: str) -> dict:
@@ -161,84 +200,99 @@ def count_params(model) -> int:
     return total
 
 
-def _build_variant(cat: Catalog, r: Recipe, v, base: ResolvedBase, recipe_info: dict, recipe_file: str, force: bool,
-                   checker=None):  # fmt: skip
+@dataclass
+class BuildJob:
+    """One variant to build into `staged` (a staging folder the committing process made, on the shared path)."""
+
+    recipe: Recipe
+    variant: Any
+    base: ResolvedBase
+    recipe_info: dict
+    recipe_file: str
+    staged: Path
+    checker: Any = None  # GateChecker (lazy: the reference is scored on first use, in the process that builds)
+
+
+def _build_into(job: BuildJob) -> Manifest | str:
+    """Build one variant's artifact into job.staged; its manifest, or the reason its build-time gates rejected it.
+    Runs in this process or in a Ray worker: it never opens the catalog."""
     from transformers import AutoTokenizer
 
+    r, v, base, recipe_info, recipe_file, tmp, checker = (job.recipe, job.variant, job.base, job.recipe_info,
+                                                         job.recipe_file, job.staged, job.checker)  # fmt: skip
     t0 = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(base.path, trust_remote_code=r.base.trust_remote_code)
-    with cat.staging(v.name) as tmp:
-        model = load_base_model(base, r.base.trust_remote_code)
-        steps_record = []
-        ctx = StepContext(base_dir=base.path, work_dir=tmp, tokenizer=tokenizer, field="", recipe_file=recipe_file)
-        for j, (kind, cfg) in enumerate(steps_of(v)):
-            method = getattr(cfg, DISCRIMINATOR[kind])
-            idx = r.variants.index(v)
-            ctx.field = f"variants[{idx}].steps[{j}].{kind}"
-            ctx.records = {}
-            spec = STEPS[kind].get(method, field=ctx.field, file=recipe_file)
-            ts = time.perf_counter()
-            model = spec.apply(model, cfg, ctx)
-            for msg, layers in ctx.records.get("notes", {}).items():
-                console.print(f"  note: {len(layers)} layer(s): {msg}")
-            steps_record.append(
-                {
-                    "kind": kind,
-                    DISCRIMINATOR[kind]: method,
-                    "settings": cfg.model_dump(mode="json"),
-                    "summary": cfg.summary(),
-                    "seconds": round(time.perf_counter() - ts, 2),
-                    "records": ctx.records,
-                }
-            )
-        by_reason: dict[str, list[str]] = {}
-        for layer, why in ctx.skipped.items():
-            by_reason.setdefault(why, []).append(layer)
-        for why, layers in by_reason.items():
-            console.print(
-                f"  skipped {len(layers)} layer(s) ({why}): {', '.join(layers[:4])}{' ...' if len(layers) > 4 else ''}"
-            )
-        params = count_params(model)
-        extra = WRITERS.get(ctx.artifact_format)(model, tmp, ctx)
-        if not (tmp / "tokenizer_config.json").is_file():
-            tokenizer.save_pretrained(tmp)
-        files = file_table(tmp)
-        wbytes = weight_bytes(files)
-        manifest = Manifest(
-            manifest_version=MANIFEST_VERSION,
-            name=v.name,
-            tier=v.tier,
-            reference=v.reference,
-            description=v.description,
-            format=ctx.artifact_format,
-            method=" + ".join(s["summary"] for s in steps_record) or "reference (fp32)",
-            steps=steps_record,
-            gates=v.gates.model_dump(mode="json") if v.gates else None,
-            skipped_layers=ctx.skipped,
-            quantized_layers=ctx.layers,
-            params=params,
-            bits_per_weight=8 * wbytes / params if params else None,
-            size_bytes=wbytes,
-            files=files,
-            base={
-                "source": base.source,
-                "kind": base.kind,
-                "source_hash": base.source_hash,
-                "trust_remote_code": r.base.trust_remote_code,
-                "config": _config_summary(model),
-            },
-            recipe=recipe_info,
-            versions=versions(),
-            built_at=now_iso(),
-            build_seconds=round(time.perf_counter() - t0, 2),
-            **extra,
+    model = load_base_model(base, r.base.trust_remote_code)
+    steps_record = []
+    ctx = StepContext(base_dir=base.path, work_dir=tmp, tokenizer=tokenizer, field="", recipe_file=recipe_file)
+    for j, (kind, cfg) in enumerate(steps_of(v)):
+        method = getattr(cfg, DISCRIMINATOR[kind])
+        idx = r.variants.index(v)
+        ctx.field = f"variants[{idx}].steps[{j}].{kind}"
+        ctx.records = {}
+        spec = STEPS[kind].get(method, field=ctx.field, file=recipe_file)
+        ts = time.perf_counter()
+        model = spec.apply(model, cfg, ctx)
+        for msg, layers in ctx.records.get("notes", {}).items():
+            console.print(f"  note: {len(layers)} layer(s): {msg}")
+        steps_record.append(
+            {
+                "kind": kind,
+                DISCRIMINATOR[kind]: method,
+                "settings": cfg.model_dump(mode="json"),
+                "summary": cfg.summary(),
+                "seconds": round(time.perf_counter() - ts, 2),
+                "records": ctx.records,
+            }
         )
-        if checker is not None and v.gates is not None and v.gates.check == "build":
-            verdict = _check_gates(checker, tmp, manifest)
-            if verdict.status == "rejected":
-                return verdict.reason
-            manifest.gate_check = verdict.to_dict()
-        return cat.commit(tmp, manifest, force=force)
+    by_reason: dict[str, list[str]] = {}
+    for layer, why in ctx.skipped.items():
+        by_reason.setdefault(why, []).append(layer)
+    for why, layers in by_reason.items():
+        console.print(
+            f"  skipped {len(layers)} layer(s) ({why}): {', '.join(layers[:4])}{' ...' if len(layers) > 4 else ''}"
+        )
+    params = count_params(model)
+    extra = WRITERS.get(ctx.artifact_format)(model, tmp, ctx)
+    if not (tmp / "tokenizer_config.json").is_file():
+        tokenizer.save_pretrained(tmp)
+    files = file_table(tmp)
+    wbytes = weight_bytes(files)
+    manifest = Manifest(
+        manifest_version=MANIFEST_VERSION,
+        name=v.name,
+        tier=v.tier,
+        reference=v.reference,
+        description=v.description,
+        format=ctx.artifact_format,
+        method=" + ".join(s["summary"] for s in steps_record) or "reference (fp32)",
+        steps=steps_record,
+        gates=v.gates.model_dump(mode="json") if v.gates else None,
+        skipped_layers=ctx.skipped,
+        quantized_layers=ctx.layers,
+        params=params,
+        bits_per_weight=8 * wbytes / params if params else None,
+        size_bytes=wbytes,
+        files=files,
+        base={
+            "source": base.source,
+            "kind": base.kind,
+            "source_hash": base.source_hash,
+            "trust_remote_code": r.base.trust_remote_code,
+            "config": _config_summary(model),
+        },
+        recipe=recipe_info,
+        versions=versions(),
+        built_at=now_iso(),
+        build_seconds=round(time.perf_counter() - t0, 2),
+        **extra,
+    )
+    if checker is not None and v.gates is not None and v.gates.check == "build":
+        verdict = _check_gates(checker, tmp, manifest)
+        if verdict.status == "rejected":
+            return verdict.reason
+        manifest.gate_check = verdict.to_dict()
+    return manifest
 
 
 def _check_gates(checker, staged: Path, manifest: Manifest):

@@ -7,6 +7,7 @@ Order of work: (1) speed, one variant loaded at a time so peak memory is that va
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json as _json
 import os
@@ -22,13 +23,12 @@ from .config import BenchConfig
 from .cost import cost_of, load_prices, resolve_price
 from .fingerprint import fingerprint
 from .gate_check import record_verdicts, refuse_calibration_overlap
-from .phases import BenchPlan, quality_phase, speed_phase
+from .phases import BenchPlan, measure, measure_task, progress_of
 from .profiles import Profile, get_profile
-from .progress import BenchProgress, plan
 from .quality import QualityConfig, mc_suites
 from .record import BenchRecord, QualityResult, SpeedResult
 from .report import to_markdown, write_reports
-from .speed import SpeedConfig, prompt_batch, scenarios, text_token_ids
+from .speed import SpeedConfig, prompt_batch, text_token_ids
 from .store import save_run, variant_build_id
 from .targets import Target, get_target
 
@@ -135,15 +135,12 @@ def _execute(p: BenchPlan, *, show: bool, log: Callable[[str], None], live: bool
     busy = _busy_note(p.config["load_avg"], os.cpu_count() or 1)
     if busy:
         log(busy)
-    speeds: dict[str, SpeedResult] = {}
-    qualities: dict[str, QualityResult] = {}
-    with _progress(p, log=log, live=live) as prog:
-        log = prog.log
-        if cfg.speed:
-            speeds = speed_phase(p, prog)
-        if cfg.quality:
-            qualities = quality_phase(p, prog)
-        prog.finish()
+    if cfg.ray:
+        speeds, qualities = _measure_on_ray(p, log)
+    else:
+        with progress_of(p, log=log, live=live) as prog:
+            log = prog.log
+            speeds, qualities = measure(p, prog)
     records = make_records(p, speeds, qualities, log)
     store(p, records, log)
     if show and cfg.json_output:
@@ -162,8 +159,9 @@ def prepare(cfg: BenchConfig, log: Callable[[str], None], command: str | None = 
     tgt = get_target(cfg.target)
     if cfg.loop is not None:
         _set_loop(tgt, cfg.loop)
-    why = tgt.available()
-    if why:
+    if cfg.ray:  # the target must run on some node, not here: check the cluster has the resources it needs
+        _ray_executor(cfg).check_feasible(_ray_job(cfg, tgt))
+    elif why := tgt.available():
         raise UserError(why if why.startswith(f"{cfg.target}:") else f"{cfg.target}: {why}", field="--target")
     table = load_prices(cfg.prices)
     price = resolve_price(table, cfg.hardware, cfg.price_per_hour, gpu=tgt.device.startswith("cuda"))
@@ -228,7 +226,7 @@ def make_records(
         records.append(
             BenchRecord(
                 variant=row.name, target=p.cfg.target, run_id=p.run_id, created=p.created,
-                fingerprint=p.fingerprint, speed=s, quality=q, cost=cost, notes=p.notes[row.name],
+                fingerprint=p.fingerprints.get(row.name, p.fingerprint), speed=s, quality=q, cost=cost, notes=p.notes[row.name],
             )
         )  # fmt: skip
     _compare_to_reference(records, p.ref.name if p.ref else None)
@@ -249,6 +247,36 @@ def store(p: BenchPlan, records: list[BenchRecord], log: Callable[[str], None]) 
     out_dir = Path(p.cfg.out) if p.cfg.out else Path(cat.root) / "bench"
     js, md = write_reports(records, p.config, out_dir)
     log(f"stored run {p.run_id} in {cat.root / 'index.sqlite'}; reports {js} and {md}")
+
+
+def _ray_executor(cfg: BenchConfig) -> Any:
+    from ..executor import RayExecutor
+
+    return RayExecutor(cfg.ray)
+
+
+def _ray_job(cfg: BenchConfig, tgt: Target, plan: BenchPlan | None = None) -> Any:
+    from ..executor import Job
+
+    label = f"bench {plan.rows[0].name} on {tgt.name}" if plan else f"bench on {tgt.name}"
+    return Job(measure_task, plan, {"CPU": cfg.threads or 1, **tgt.ray_resources()}, label=label)
+
+
+def _measure_on_ray(p: BenchPlan, log: Callable[[str], None]) -> tuple[dict, dict]:
+    """One Ray task per variant (each scores the reference itself, so no task waits for another); the results
+    come back here and are stored by this process in one transaction."""
+    ex = _ray_executor(p.cfg)
+    jobs = [_ray_job(p.cfg, p.tgt, dataclasses.replace(p, rows=[row], notes={row.name: []}, _ids={})) for row in p.rows]
+    log(f"{len(jobs)} Ray task(s) on {p.cfg.ray}, each asking for {jobs[0].resources}")
+    speeds, qualities = {}, {}
+    for n, (k, out) in enumerate(ex.run(jobs), 1):
+        name = p.rows[k].name
+        speeds.update(out["speed"])
+        qualities.update(out["quality"])
+        p.notes[name] = out["notes"][name]
+        p.fingerprints[name] = out["fingerprint"]
+        log(f"[{n}/{len(jobs)}] {name}: measured on {out['host']}")
+    return speeds, qualities
 
 
 def per_target(cfg: BenchConfig) -> list[BenchConfig]:
@@ -273,15 +301,6 @@ def per_target(cfg: BenchConfig) -> list[BenchConfig]:
             tgt = get_target(t)
             groups[t] = [r.name for r in rows if tgt.supports(r.manifest) is None]
     return [cfg.with_(variants=names, target=t, catalog=cat.root) for t, names in groups.items() if names]
-
-
-def _progress(p: BenchPlan, *, log: Callable[[str], None], live: bool) -> BenchProgress:
-    """The run's plan (speed rounds x variants, then the quality passes, reference first) and its display."""
-    rows, ref, scfg, qcfg, suites, speed, quality = p.rows, p.ref, p.scfg, p.qcfg, p.suites, p.cfg.speed, p.cfg.quality
-    passes = ([ref.name] if ref else []) + [r.name for r in rows if ref is None or r.name != ref.name]
-    steps = plan([r.name for r in rows] if speed else [], scfg.rounds, scenarios(scfg), passes if quality else [])
-    mc_tokens = 40 * sum(len(it.choices) for items, _ in suites.values() for it in items)  # rough; replaced once timed
-    return BenchProgress(steps, log=log, live=live, quality_tokens=qcfg.windows * qcfg.ctx + mc_tokens)
 
 
 _FLAGS = {"min_iters": "--iters", "min_seconds": "--min-seconds"}

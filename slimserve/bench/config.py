@@ -95,6 +95,12 @@ class BenchConfig(BaseModel):
     verify: bool = Field(
         True, description="--no-verify: skip checking the variants' files against their manifests' sha256"
     )
+    ray: str | None = Field(
+        None,
+        description="run each variant as a Ray task on the cluster at ADDRESS (HOST:PORT, auto, or local), with "
+        "the target's resources (a GPU and the `cuda` label for cuda); the catalog must be on a path every node "
+        "mounts; this process stores the results (README: Scale out)",
+    )
 
     @field_validator("profile")
     @classmethod

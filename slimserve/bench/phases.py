@@ -11,8 +11,10 @@ import ctypes
 import gc
 import os
 import secrets
+import socket
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,13 +22,14 @@ from typing import Any
 
 import torch
 
+from ..errors import UserError
 from .config import BenchConfig
-from .progress import BenchProgress
+from .progress import BenchProgress, plan
 from .quality import QualityConfig, RefLogits, run_mc, run_perplexity
 from .record import Fingerprint, QualityResult, SpeedResult
 from .rounds import RoundSamples, summarize
 from .runner import reset_rss_peak
-from .speed import SpeedConfig, text_token_ids
+from .speed import SpeedConfig, scenarios, text_token_ids
 from .speed import measure_round as run_round
 from .targets import Target, get_target
 
@@ -57,6 +60,7 @@ class BenchPlan:
     fingerprint: Fingerprint
     config: dict[str, Any]  # the run config as stored and printed
     notes: dict[str, list[str]] = field(default_factory=dict)
+    fingerprints: dict[str, Fingerprint] = field(default_factory=dict)  # per variant, where a Ray node measured it
     run_id: str = ""
     created: str = ""
     _ids: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
@@ -106,6 +110,45 @@ def _size_mb(row: Any) -> float | None:
     if not size:
         size = sum(p.stat().st_size for p in Path(row.path).rglob("*") if p.is_file())
     return size / 2**20 if size else None
+
+
+def progress_of(p: BenchPlan, *, log: Callable[[str], None], live: bool) -> BenchProgress:
+    """The run's plan (speed rounds x variants, then the quality passes, reference first) and its display."""
+    rows, ref, scfg, qcfg, suites = p.rows, p.ref, p.scfg, p.qcfg, p.suites
+    passes = ([ref.name] if ref else []) + [r.name for r in rows if ref is None or r.name != ref.name]
+    steps = plan([r.name for r in rows] if p.cfg.speed else [], scfg.rounds, scenarios(scfg),
+                 passes if p.cfg.quality else [])  # fmt: skip
+    mc_tokens = 40 * sum(len(it.choices) for items, _ in suites.values() for it in items)  # rough; replaced once timed
+    return BenchProgress(steps, log=log, live=live, quality_tokens=qcfg.windows * qcfg.ctx + mc_tokens)
+
+
+def measure(p: BenchPlan, progress: BenchProgress) -> tuple[dict[str, SpeedResult], dict[str, QualityResult]]:
+    """Both phases, as the config asks."""
+    speeds = speed_phase(p, progress) if p.cfg.speed else {}
+    qualities = quality_phase(p, progress) if p.cfg.quality else {}
+    progress.finish()
+    return speeds, qualities
+
+
+def measure_task(p: BenchPlan) -> dict[str, Any]:
+    """One variant's measurements in a Ray worker (a plan of one row): the target is checked where it runs, and
+    the fingerprint is this node's. Prints progress lines (Ray forwards them to the driver)."""
+    from .fingerprint import fingerprint
+
+    why = p.tgt.available()
+    host = socket.gethostname()
+    if why:
+        raise UserError(f"on Ray node {host}: {why}", field="--target")
+    if p.cfg.threads:
+        torch.set_num_threads(p.cfg.threads)
+    speeds, qualities = measure(p, progress_of(p, log=print, live=False))
+    (row,) = p.rows
+    p.notes[row.name].append(
+        f"measured in its own Ray task on node {host}: rounds are not interleaved with other variants"
+    )
+    fp = fingerprint(hardware_key=p.price[0], device=p.tgt.device, threads=p.cfg.threads or torch.get_num_threads(),
+                     command=p.fingerprint.command)  # fmt: skip
+    return {"speed": speeds, "quality": qualities, "notes": p.notes, "fingerprint": fp, "host": host}
 
 
 def speed_phase(p: BenchPlan, progress: BenchProgress) -> dict[str, SpeedResult]:

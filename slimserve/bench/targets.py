@@ -39,6 +39,16 @@ class Target:
     description: str = ""
     # What "ok" means when it is not the obvious (e.g. simulated hardware), shown by `bench --list-targets`.
     note: str = ""
+    # Ray resources a bench task of this target needs beyond its CPUs (None: by device, see ray_resources).
+    resources: dict[str, float] | None = None
+
+    def ray_resources(self) -> dict[str, float]:
+        """What a Ray task running this target asks for: a GPU and the `cuda` label for CUDA targets (GPU nodes
+        advertise it: `ray start --num-gpus=1 --resources='{"cuda": 1}'`), nothing extra on CPU; a target for other
+        hardware sets `resources` (e.g. {"neuron": 1})."""
+        if self.resources is not None:
+            return dict(self.resources)
+        return {"GPU": 1, "cuda": 1} if self.device.startswith("cuda") else {}
 
     def available(self) -> str | None:
         """None when this machine can run the target, else the reason it cannot."""
