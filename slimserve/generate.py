@@ -300,6 +300,7 @@ def generate(
     chat: bool = True,
     stream: Callable[[str], None] | None = None,
     device: str = "cpu",
+    verify: bool = True,
 ) -> str:
     """Text a catalog variant writes after `prompt` (greedy unless temperature > 0).
 
@@ -308,7 +309,7 @@ def generate(
     chat mode, or after max_new_tokens.
     """
     s = Sampling(max_new_tokens, temperature, top_p, seed)
-    engine = open_engine(variant, catalog=catalog, device=device)
+    engine = open_engine(variant, catalog=catalog, device=device, verify=verify)
     _note_no_template(engine, chat)
     return reply(engine, [{"role": "user", "content": prompt}], s, chat=chat, stream=stream)
 
@@ -323,6 +324,7 @@ def chat(
     seed: int | None = None,
     chat: bool = True,
     device: str = "cpu",
+    verify: bool = True,
     stdin: IO[str] | None = None,
     stdout: IO[str] | None = None,
 ) -> list[dict]:
@@ -333,7 +335,7 @@ def chat(
     """
     s = Sampling(max_new_tokens, temperature, top_p, seed)
     inp, out = stdin or sys.stdin, stdout or sys.stdout
-    engine = open_engine(variant, catalog=catalog, device=device)
+    engine = open_engine(variant, catalog=catalog, device=device, verify=verify)
     _note_no_template(engine, chat)
     interactive = inp.isatty()
     if interactive:

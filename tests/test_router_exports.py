@@ -264,7 +264,9 @@ def test_write_atomic_leaves_no_partial_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
+    from slimserve.errors import UserError
+
+    with pytest.raises(UserError, match="could not write"):  # one clear line (exit 2), not a traceback
         write_atomic(out, "new")
     assert out.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["x.yaml"]
     monkeypatch.undo()

@@ -7,7 +7,7 @@ import sys
 
 from . import COMMANDS, catalog_arg, kwargs_of
 
-SAMPLING = ("catalog", "max_new_tokens", "temperature", "top_p", "seed", "chat", "device")
+SAMPLING = ("catalog", "max_new_tokens", "temperature", "top_p", "seed", "chat", "device", "verify")
 
 
 def _sampling_args(p: argparse.ArgumentParser) -> None:
@@ -25,6 +25,9 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
         "--no-chat", dest="chat", action="store_false", help="send the raw text, without the tokenizer's chat template"
     )
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
+    p.add_argument(
+        "--no-verify", dest="verify", action="store_false", help="skip the sha256 check of the variant's files"
+    )
 
 
 @COMMANDS.register("generate")
