@@ -92,7 +92,7 @@ def write_tiny_spm_gguf(path: str | Path, text: str = FALLBACK_TEXT, merges: int
     chars = sorted({c for w in words for c in w})
     pieces += [(c, 1, -float(i)) for i, c in enumerate(chars)]
     for rank in range(merges):  # greedy BPE training: merge the most frequent adjacent pair
-        pairs = Counter((a, b) for w in words for a, b in zip(w, w[1:]))
+        pairs = Counter((a, b) for w in words for a, b in zip(w, w[1:], strict=False))
         if not pairs:
             break
         (a, b), _ = pairs.most_common(1)[0]
