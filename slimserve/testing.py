@@ -78,3 +78,98 @@ def make_tiny_llama(out: str | Path, seed: int = 0, **config_overrides) -> Path:
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     return out
+
+
+def write_tiny_spm_gguf(path: str | Path, text: str = FALLBACK_TEXT, merges: int = 200) -> Path:
+    """A GGUF holding only a Gemma-style SentencePiece-BPE vocabulary (no tensors), trained on `text`.
+
+    Piece ids follow Gemma's layout: pad, eos, bos, unk, the turn markers, "\\n", 256 byte pieces, then characters
+    and merged pieces whose score falls with their merge rank, as in a real tokenizer.model.
+    """
+    from collections import Counter
+
+    import gguf
+
+    specials = [("<pad>", 3), ("<eos>", 3), ("<bos>", 3), ("<unk>", 2), ("<start_of_turn>", 3), ("<end_of_turn>", 3)]
+    pieces = [(t, k, 0.0) for t, k in specials] + [("\n", 4, 0.0)]
+    pieces += [(f"<0x{b:02X}>", 6, 0.0) for b in range(256)]
+    words = [list(w) for w in text.replace(" ", " ▁").split(" ") if w]
+    chars = sorted({c for w in words for c in w})
+    pieces += [(c, 1, -float(i)) for i, c in enumerate(chars)]
+    for rank in range(merges):  # greedy BPE training: merge the most frequent adjacent pair
+        pairs = Counter((a, b) for w in words for a, b in zip(w, w[1:], strict=False))
+        if not pairs:
+            break
+        (a, b), _ = pairs.most_common(1)[0]
+        pieces.append((a + b, 1, -float(len(chars) + rank)))
+        for w in words:
+            i = 0
+            while i < len(w) - 1:
+                if w[i] == a and w[i + 1] == b:
+                    w[i : i + 2] = [a + b]
+                i += 1
+    path = Path(path)
+    w = gguf.GGUFWriter(str(path), "gemma3")
+    w.add_tokenizer_model("llama")
+    w.add_token_list([p[0] for p in pieces])
+    w.add_token_scores([p[2] for p in pieces])
+    w.add_token_types([p[1] for p in pieces])
+    w.add_bos_token_id(2)
+    w.add_eos_token_id(1)
+    w.add_unk_token_id(3)
+    w.add_pad_token_id(0)
+    w.add_add_bos_token(True)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def tiny_gemma3_config(vocab_size: int, **overrides):
+    """Two layers, one sliding-window (window 8, local rope) and one global, as Gemma 3 alternates them."""
+    from transformers import Gemma3TextConfig
+
+    kw = dict(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=16,
+        query_pre_attn_scalar=16,
+        sliding_window=8,
+        layer_types=["sliding_attention", "full_attention"],
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+    )
+    kw.update(overrides)
+    return Gemma3TextConfig(**kw)
+
+
+def make_tiny_gemma3(out: str | Path, seed: int = 0, **config_overrides) -> Path:
+    """Save a random tiny Gemma 3 (fp32 safetensors) with a Gemma tokenizer converted from a tiny GGUF vocabulary."""
+    import tempfile
+
+    import torch
+    from transformers import Gemma3ForCausalLM
+
+    from .gguf_tokenizer import end_of_turn_id, gguf_gemma_tokenizer
+
+    out = Path(out)
+    with tempfile.TemporaryDirectory() as tmp:
+        tok = gguf_gemma_tokenizer(write_tiny_spm_gguf(Path(tmp) / "vocab.gguf"))
+    torch.manual_seed(seed)
+    model = Gemma3ForCausalLM(tiny_gemma3_config(len(tok), **config_overrides)).eval()
+    with torch.no_grad():  # Gemma norms are (1 + w) with w initialised to 0: give them some spread to test against
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.normal_(0, 0.3)
+    model.generation_config.eos_token_id = [tok.eos_token_id, end_of_turn_id(tok)]
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    return out
