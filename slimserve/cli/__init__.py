@@ -11,7 +11,7 @@ import sys
 from ..errors import GateRejected, UserError
 
 # Command modules in help order; a module that is absent (optional extra) is skipped with a note.
-COMMAND_MODULES = ("build", "catalog", "generate", "recipe", "bench", "router")
+COMMAND_MODULES = ("build", "catalog", "generate", "recipe", "bench", "router", "route")
 
 
 def catalog_arg(p: argparse.ArgumentParser) -> None:
