@@ -126,7 +126,13 @@ def share_threshold(scores: np.ndarray, strong_share: float) -> float:
         return 1.0
     if strong_share >= 1:
         return 0.0
-    return float(np.clip(np.quantile(scores, 1.0 - strong_share), 0.0, 1.0))
+    desc = np.sort(np.asarray(scores, np.float64))[::-1]
+    k = int(round(strong_share * len(desc)))
+    if k <= 0:
+        return 1.0
+    if k >= len(desc):
+        return 0.0
+    return float(np.clip((desc[k - 1] + desc[k]) / 2, 0.0, 1.0))  # midway: exactly the top k reach it
 
 
 def pick_by_thresholds(tiers: list[str], thresholds: list[float], score: float) -> tuple[str, int]:
