@@ -109,6 +109,17 @@ class _HFRunner:
         with torch.inference_mode():
             return self.model(input_ids=input_ids, use_cache=False).logits.float()
 
+    def logits_from(self, input_ids, start: int):
+        """Logits of positions start-1.. only (Gemma's 262k-wide head on the context alone costs most of a forward);
+        row j of the result predicts token start + j."""
+        import torch
+
+        with torch.inference_mode():
+            hidden = self.model.model(input_ids=input_ids, use_cache=False).last_hidden_state
+            out = self.model.lm_head(hidden[:, start - 1 :]).float()
+            cap = getattr(self.model.config, "final_logit_softcapping", None)
+            return torch.tanh(out / cap) * cap if cap else out
+
 
 def open_runner(tier: Any, catalog: Any | None):
     """A runner with `.tokenizer` and `.logits(ids)` for a local tier: its catalog variant on the first bench target
@@ -151,8 +162,14 @@ def score_item(runner: Any, item: Item) -> ItemScore:
     seqs = [ctx + tok(c, add_special_tokens=False).input_ids for c in item.choices]
     width = max(len(s) for s in seqs)
     batch = torch.tensor([s + [s[-1]] * (width - len(s)) for s in seqs], dtype=torch.long)
-    logits = runner.logits(batch)
-    lls = tuple(choice_loglik(logits[i, : len(s)], torch.tensor(s), len(ctx)) for i, s in enumerate(seqs))
+    start = len(ctx)
+    if hasattr(runner, "logits_from"):
+        lp = torch.log_softmax(runner.logits_from(batch, start).double(), dim=-1)
+        lls = tuple(float(lp[i, : len(s) - start].gather(-1, torch.tensor(s[start:])[:, None]).sum())
+                    for i, s in enumerate(seqs))  # fmt: skip
+    else:
+        logits = runner.logits(batch)
+        lls = tuple(choice_loglik(logits[i, : len(s)], torch.tensor(s), start) for i, s in enumerate(seqs))
     picked = pick(lls, item.choices, item.normalize)
     return ItemScore(lls, picked, picked == item.answer)
 
