@@ -196,7 +196,8 @@ def fit(cfg_path: str | Path, *, data: str, limit: int | None = None, min_items:
     _say(f"fit on {name} train: n={len(train)}, weak {w.name} {fd.weak_correct.mean():.3f}, "
          f"strong {s.name} {fd.strong_correct.mean():.3f}")  # fmt: skip
     routers = [build_router(r, ctx).fit(fd) for r in cfg.routers]
-    cfg = cfg.model_copy(update={"routers": routers})
+    fitted_on = {"data": name, "split": "train", "n": len(train), "weak": w.name, "strong": s.name}
+    cfg = cfg.model_copy(update={"routers": routers, "fitted_on": fitted_on})
     C.dump_config(C.parse_config(cfg.model_dump(mode="json"), str(cfg_path)), cfg_path)
     return cfg
 
@@ -208,8 +209,8 @@ def evaluate(cfg_path: str | Path, *, data: str, split: str = "test", limit: int
     cfg, cat = load(cfg_path, catalog)
     name, items = D.load_items(data)
     part = D.split(items, split, test_share=test_share, limit=limit, min_items=min_items)
-    other = "train" if split == "test" else None
-    n_train = len(D.split(items, other, test_share=test_share, limit=limit, min_items=0)) if other else None
+    fo = cfg.fitted_on or {}
+    n_train = fo.get("n") if fo.get("data") == name else None  # what the routers were fitted on, if this data
     w, s = _pair(cfg, weak, strong)
     ctx = context(cfg, cfg_path)
     fd = fit_data(cfg, cfg_path, cat, part, w, s, ctx)

@@ -173,6 +173,7 @@ class GatewayConfig(_Strict):
     cache: CacheConfig = CacheConfig()
     allow_local_fallback: bool = False  # a missing external key may fall back to a local tier
     scores_dir: str | None = None  # per-item scores of `route fit/eval` (default: <config dir>/route-scores)
+    fitted_on: dict[str, Any] | None = None  # written by fit: {data, split, n, weak, strong}
 
     @model_validator(mode="after")
     def _names(self) -> GatewayConfig:
