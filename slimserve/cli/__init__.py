@@ -14,7 +14,7 @@ from ..registry import Registry
 
 # Command modules in help order; each registers its `register(subparsers)` with @COMMANDS.register(name). One whose
 # optional dependency is missing is left out of the parser and named in the help.
-COMMAND_MODULES = ("build", "catalog", "generate", "recipe", "bench", "router", "serve")
+COMMAND_MODULES = ("build", "catalog", "generate", "recipe", "bench", "router", "serve", "route")
 COMMANDS: Registry[Callable[[Any], None]] = Registry(
     "command", plugins=tuple(f"{__name__}.{m}" for m in COMMAND_MODULES)
 )
