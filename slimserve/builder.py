@@ -150,7 +150,12 @@ def _build_variant(cat: Catalog, r: Recipe, v, base: ResolvedBase, recipe_info: 
             method = getattr(cfg, DISCRIMINATOR[kind])
             idx = r.variants.index(v)
             ctx = ctx or StepContext(
-                base_dir=base.path, work_dir=tmp, tokenizer=tokenizer, field="", recipe_file=recipe_file
+                base_dir=base.path,
+                work_dir=tmp,
+                tokenizer=tokenizer,
+                field="",
+                recipe_file=recipe_file,
+                base_gguf=base.gguf,
             )
             ctx.field = f"variants[{idx}].steps[{j}].{kind}"
             ctx.records = {}
@@ -170,7 +175,12 @@ def _build_variant(cat: Catalog, r: Recipe, v, base: ResolvedBase, recipe_info: 
                 }
             )
         ctx = ctx or StepContext(
-            base_dir=base.path, work_dir=tmp, tokenizer=tokenizer, field="", recipe_file=recipe_file
+            base_dir=base.path,
+            work_dir=tmp,
+            tokenizer=tokenizer,
+            field="",
+            recipe_file=recipe_file,
+            base_gguf=base.gguf,
         )
         by_reason: dict[str, list[str]] = {}
         for layer, why in ctx.skipped.items():

@@ -10,7 +10,7 @@ from pathlib import Path
 from .sources import sha256_file
 
 MANIFEST_VERSION = 1
-WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".onnx_data", ".data", ".bin")
+WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".onnx_data", ".data", ".bin", ".gguf")
 
 
 def versions() -> dict[str, str]:

@@ -326,11 +326,29 @@ def _bench_targets(variants, target: str, catalog, kwargs: dict[str, Any]) -> li
         for t in [x.strip() for x in target.split(",") if x.strip()]:
             tgt = get_target(t)
             groups[t] = [r.name for r in rows if tgt.supports(r.manifest) is None]
+    live = {t: names for t, names in groups.items() if names}
+    one = len(live) == 1
     records: list[BenchRecord] = []
-    for t, names in groups.items():
-        if names:
-            records += bench(names, target=t, catalog=cat.root, **kwargs)
+    for t, names in live.items():
+        records += bench(names, target=t, catalog=cat.root, **{**kwargs, "show": kwargs["show"] and one})
+    if not one and records:
+        _combined_report(cat, records, kwargs)
     return records
+
+
+def _combined_report(cat, records: list[BenchRecord], kwargs: dict[str, Any]) -> None:  # noqa: ANN001
+    """One report over the per-target runs (rows named variant@target), beside each run's own."""
+    from .store import run_config
+
+    config = {**run_config(cat, records[0].run_id), "runs": sorted({r.run_id for r in records})}
+    out_dir = Path(kwargs["out"]) if kwargs.get("out") else Path(cat.root) / "bench"
+    js, md = write_reports(records, config, out_dir, stem=f"combined-{records[0].run_id}")
+    if not kwargs.get("json"):
+        (kwargs.get("log") or (lambda m: print(m, file=sys.stderr, flush=True)))(f"combined report {md}")
+    if kwargs["show"] and kwargs.get("json"):
+        print(_json.dumps([r.to_dict() for r in records], indent=2, default=str))
+    elif kwargs["show"]:
+        print(to_markdown(records, config))
 
 
 def _progress(rows, ref, scfg, qcfg, suites, *, speed, quality, log, live) -> BenchProgress:  # noqa: ANN001

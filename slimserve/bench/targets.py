@@ -28,7 +28,10 @@ from .runner import Runner
 TARGETS: Registry[type[Target]] = Registry("target")
 
 # Modules that register more targets; imported lazily so a missing extra never breaks `slimserve bench --target cpu`.
-PLUGIN_MODULES = {"slimserve.onnx.targets": ("onnx-cpu", "onnx-cuda", "neuron-static")}
+PLUGIN_MODULES = {
+    "slimserve.onnx.targets": ("onnx-cpu", "onnx-cuda", "neuron-static"),
+    "slimserve.llamacpp.targets": ("llamacpp-cpu",),
+}
 _plugin_errors: dict[str, str] = {}  # target name -> why its module did not import
 _plugins_loaded = False
 
