@@ -136,3 +136,25 @@ def test_k_quant_through_llama_quantize(tmp_path, tiny_llama_dir):
     assert sorted(p.name for p in row.path.glob("*.gguf")) == ["model.gguf"]  # the F32 intermediate is gone
     # rows of 64 are not a multiple of 256: llama-quantize falls back from Q4_K to legacy types, and says so
     assert rec["tensor_types"]["F32"] == 5 and sum(rec["tensor_types"].values()) == 20
+
+
+@pytest.mark.slow  # real model: SmolLM2-135M (converts the shipped GGUF once, then ~1 min)
+@pytest.mark.skipif(find_tool("llama-quantize") is None, reason="llama.cpp's llama-quantize is not built here")
+def test_smollm2_q4_0_is_byte_identical_to_llama_quantize(tmp_path):
+    import hashlib
+    import subprocess
+
+    from gguf import GGUFReader
+
+    from slimserve.sources import builtin_gguf
+
+    variants = "  - name: q4\n    tier: t\n    steps: [{export: {format: gguf, type: Q4_0}}]\n"
+    (row,) = slimserve.build(write_recipe(tmp_path / "r.yaml", "smollm2-135m", variants), catalog=tmp_path / "cat")
+    theirs = tmp_path / "llama-quantize-q4_0.gguf"
+    cmd = [str(find_tool("llama-quantize")), "--allow-requantize", str(builtin_gguf("smollm2-135m")), str(theirs)]
+    subprocess.run([*cmd, "Q4_0", "2"], check=True, capture_output=True)
+
+    def tensors(p):
+        return {t.name: (t.tensor_type.name, hashlib.sha1(t.data.tobytes()).hexdigest()) for t in GGUFReader(p).tensors}
+
+    assert tensors(row.path / "model.gguf") == tensors(theirs)
