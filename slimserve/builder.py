@@ -224,7 +224,9 @@ def _build_into(job: BuildJob) -> Manifest | str:
     tokenizer = AutoTokenizer.from_pretrained(base.path, trust_remote_code=r.base.trust_remote_code)
     model = load_base_model(base, r.base.trust_remote_code)
     steps_record = []
-    ctx = StepContext(base_dir=base.path, work_dir=tmp, tokenizer=tokenizer, field="", recipe_file=recipe_file)
+    ctx = StepContext(
+        base_dir=base.path, work_dir=tmp, tokenizer=tokenizer, field="", recipe_file=recipe_file, base_gguf=base.gguf
+    )
     for j, (kind, cfg) in enumerate(steps_of(v)):
         method = getattr(cfg, DISCRIMINATOR[kind])
         idx = r.variants.index(v)

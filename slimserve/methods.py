@@ -20,6 +20,7 @@ METHODS = (
     ("prune", "wanda", "slimserve.prune.configs:WandaConfig", "slimserve.prune.wanda:apply"),
     ("export", "onnx", "slimserve.onnx.steps:OnnxExportConfig", "slimserve.onnx.steps:apply_onnx"),
     ("export", "neuron-static", "slimserve.onnx.steps:StaticExportConfig", "slimserve.onnx.steps:apply_static"),
+    ("export", "gguf", "slimserve.llamacpp.config:GgufExportConfig", "slimserve.llamacpp.steps:apply_gguf"),
 )
 
 

@@ -38,6 +38,7 @@ class ResolvedBase:
     source: str  # what the recipe said
     source_hash: str  # sha256 of the source weights
     converted: bool  # False when the cache already held it
+    gguf: Path | None = None  # the source GGUF file, when the base was converted from one
 
 
 def cache_root() -> Path:
@@ -165,7 +166,7 @@ def _from_gguf(gguf: Path, kind: str, source: str) -> ResolvedBase:
     digest = sha256_file(gguf)
     target = cache_root() / "bases" / digest[:16]
     if (target / "slimserve-base.json").is_file():
-        return ResolvedBase(target, kind, source, digest, converted=False)
+        return ResolvedBase(target, kind, source, digest, converted=False, gguf=gguf)
     target.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale_conversions(target.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{digest[:16]}-{os.getpid()}-", dir=target.parent))
@@ -187,7 +188,7 @@ def _from_gguf(gguf: Path, kind: str, source: str) -> ResolvedBase:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return ResolvedBase(target, kind, source, digest, converted=True)
+    return ResolvedBase(target, kind, source, digest, converted=True, gguf=gguf)
 
 
 def _clean_stale_conversions(bases: Path) -> None:

@@ -87,7 +87,8 @@ class StepContext:
     tokenizer: Any
     field: str  # recipe field path of this step, for error messages
     recipe_file: str | None = None
-    artifact_format: str = "hf"  # hf | compressed-tensors | bitsandbytes | onnx | onnx-static
+    artifact_format: str = "hf"  # hf | compressed-tensors | bitsandbytes | onnx | onnx-static | gguf
+    base_gguf: Path | None = None  # the GGUF the base was converted from (the gguf export copies its tokenizer)
     # Filled by steps for the manifest: skipped layers {name: reason}, per-layer settings, notes.
     skipped: dict[str, str] = field(default_factory=dict)
     layers: dict[str, dict] = field(default_factory=dict)

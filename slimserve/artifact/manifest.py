@@ -26,7 +26,7 @@ from ..sources import sha256_file
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 SUPPORTED_VERSIONS = (1,)  # a manifest without the key predates nothing: it is read as version 1
-WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".onnx_data", ".data", ".bin")
+WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".onnx_data", ".data", ".bin", ".gguf")
 
 
 class _Part(BaseModel):

@@ -16,7 +16,7 @@ from ..sources import sha256_file
 from .manifest import MANIFEST, Manifest
 
 # Formats that cannot carry code: no pickles (.bin, .pt, .pkl), no Python (.py).
-SAFE_SUFFIXES = (".safetensors", ".onnx", ".onnx_data", ".data", ".json", ".txt", ".model", ".jinja")
+SAFE_SUFFIXES = (".safetensors", ".onnx", ".onnx_data", ".data", ".json", ".txt", ".model", ".jinja", ".gguf")
 CACHE_DIR = ".verified"
 
 NO_VERIFY = flag("--no-verify", "verify=False")

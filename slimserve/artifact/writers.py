@@ -41,3 +41,11 @@ def _written_by_step(model, out: Path, ctx: StepContext) -> dict:
 
 WRITERS.add("onnx", _written_by_step)
 WRITERS.add("onnx-static", _written_by_step)
+
+
+@WRITERS.register("gguf")
+def _gguf_written(model, out: Path, ctx: StepContext) -> dict:
+    """The gguf export step wrote model.gguf (and config.json); the tokenizer files follow from the build."""
+    if not any(out.glob("*.gguf")):
+        raise RuntimeError(f"export step left no .gguf file in {out}")
+    return {}

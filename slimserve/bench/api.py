@@ -121,7 +121,9 @@ def run(
     plans = [prepare(c, log, command) for c in per_target(cfg)]
     records: list[BenchRecord] = []
     for p in plans:
-        records += _execute(p, show=show, log=log, live=live)
+        records += _execute(p, show=show and len(plans) == 1, log=log, live=live)
+    if len(plans) > 1 and records:
+        _combined_report(records, cfg, Path(plans[0].cfg.catalog), show=show, log=log)
     return records
 
 
@@ -301,6 +303,22 @@ def per_target(cfg: BenchConfig) -> list[BenchConfig]:
             tgt = get_target(t)
             groups[t] = [r.name for r in rows if tgt.supports(r.manifest) is None]
     return [cfg.with_(variants=names, target=t, catalog=cat.root) for t, names in groups.items() if names]
+
+
+def _combined_report(records: list[BenchRecord], cfg: BenchConfig, root: Path, *, show: bool, log) -> None:
+    """One report over the per-target runs (rows named variant@target), beside each run's own."""
+    from ..catalog import Catalog
+    from .store import run_config
+
+    cat = Catalog.open(root, create=False)
+    config = {**run_config(cat, records[0].run_id), "runs": sorted({r.run_id for r in records})}
+    out_dir = Path(cfg.out) if cfg.out else Path(cat.root) / "bench"
+    js, md = write_reports(records, config, out_dir, stem=f"combined-{records[0].run_id}")
+    log(f"combined report {md}")
+    if show and cfg.json_output:
+        print(_json.dumps([r.to_dict() for r in records], indent=2, default=str))
+    elif show:
+        print(to_markdown(records, config))
 
 
 _FLAGS = {"min_iters": "--iters", "min_seconds": "--min-seconds"}

@@ -3,7 +3,8 @@ text before it lands in the catalog, with the same perplexity windows `slimserve
 
 The verdict itself is slimserve.gates.evaluate; this module only measures. The reference logits are computed once per
 build (`GateChecker` keeps them) on the PyTorch CPU target, and each variant runs on the first target that can run its
-artifact (cpu for PyTorch formats, onnx-cpu for ONNX graphs, neuron-static for static buckets).
+artifact (cpu for PyTorch formats, onnx-cpu for ONNX graphs, neuron-static for static buckets, llamacpp-cpu
+for GGUF files).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .quality import QualityConfig, RefLogits, calibration_overlap, eval_range, 
 from .targets import get_target, target_names
 
 # Which target a freshly built artifact is checked on, in order of preference.
-NATURAL_TARGETS = ("cpu", "onnx-cpu", "neuron-static")
+NATURAL_TARGETS = ("cpu", "onnx-cpu", "neuron-static", "llamacpp-cpu")
 TEXT_NAME = "Pride and Prejudice (guidellm)"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,12 @@ def to_markdown(records: list[BenchRecord], config: dict[str, Any]) -> str:
     if not records:
         return "# slimserve bench\n\nNo variant was benchmarked.\n"
     fp = records[0].fingerprint
+    targets = list(dict.fromkeys(r.target for r in records))
+    runs = list(dict.fromkeys(r.run_id for r in records))
+    if len(targets) > 1:  # one report over several targets' runs: a row is variant@target, as in routing exports
+        records = [dataclasses.replace(r, variant=f"{r.variant}@{r.target}") for r in records]
     lines = [
-        f"# slimserve bench: {records[0].target} (run {records[0].run_id})",
+        f"# slimserve bench: {' + '.join(targets)} (run{'s' if len(runs) > 1 else ''} {', '.join(runs)})",
         "",
         f"- command: `{fp.command}`",
         *fingerprint_lines(fp),
@@ -187,10 +192,13 @@ def to_markdown(records: list[BenchRecord], config: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_reports(records: list[BenchRecord], config: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
-    """Write <run_id>.json and <run_id>.md into out_dir (via temp files, so an interrupted write leaves none)."""
+def write_reports(
+    records: list[BenchRecord], config: dict[str, Any], out_dir: Path, stem: str | None = None
+) -> tuple[Path, Path]:
+    """Write <run_id>.json and <run_id>.md (or <stem>.*) into out_dir (via temp files, so an interrupted write
+    leaves none)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    run_id = records[0].run_id if records else "empty"
+    run_id = stem or (records[0].run_id if records else "empty")
     paths = (out_dir / f"{run_id}.json", out_dir / f"{run_id}.md")
     for path, text in zip(paths, (to_json(records, config), to_markdown(records, config)), strict=True):
         tmp = path.with_suffix(path.suffix + ".tmp")

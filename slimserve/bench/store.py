@@ -243,3 +243,11 @@ def run_records(cat: Any, run_id: str) -> list[BenchRecord]:
     with cat.connect() as con:
         rows = con.execute("SELECT record FROM bench_results WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
     return [record_from_json(r[0]) for r in rows]
+
+
+def run_config(cat: Any, run_id: str) -> dict[str, Any]:
+    """The config a stored run was made with ({} if the run is unknown)."""
+    ensure(cat)
+    with cat.connect() as con:
+        row = con.execute("SELECT config FROM bench_runs WHERE run_id = ?", (run_id,)).fetchone()
+    return json.loads(row[0]) if row else {}

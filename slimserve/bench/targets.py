@@ -25,7 +25,10 @@ from .runner import Runner
 
 # Modules that register more targets (module:the names it registers); imported on the first lookup, so a missing
 # extra never breaks `slimserve bench --target cpu`.
-PLUGIN_MODULES = ("slimserve.onnx.targets:onnx-cpu,onnx-cuda,neuron-static",)
+PLUGIN_MODULES = (
+    "slimserve.onnx.targets:onnx-cpu,onnx-cuda,neuron-static",
+    "slimserve.llamacpp.targets:llamacpp-cpu",
+)
 TARGETS: Registry[type[Target]] = Registry("target", plugins=PLUGIN_MODULES)
 
 TORCH_FORMATS = ("hf", "compressed-tensors", "bitsandbytes")
