@@ -45,7 +45,7 @@ def serve_cmd(args) -> int:
     from pydantic import ValidationError
 
     from ..errors import UserError
-    from ..serve.server import serve
+    from ..serve.run import serve
 
     try:
         serve(**kwargs_of(args, *FIELDS))

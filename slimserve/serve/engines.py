@@ -93,13 +93,13 @@ class OnnxBatchEngine:
     def __init__(self, path: Path, manifest: dict, *, slots: int = 16, context: int = 2048, threads=None):
         from transformers import AutoTokenizer
 
-        from ..generate import _export_step
+        from ..artifact.verify import verify_variant
         from ..onnx.batch import RowBatch
         from ..onnx.runtime import OrtRunner
 
         path = Path(path)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        model_file = _export_step(manifest).get("records", {}).get("model_file", "model.onnx")
+        model_file = verify_variant(path, manifest).model_file  # listed files only, sizes and sha256 as built
         self.runner = OrtRunner(path / model_file, self.tokenizer, device="cpu", threads=threads)
         self.context_length = min(context, self.runner.max_positions or context)
         self.slots = slots
