@@ -218,6 +218,8 @@ def _build_into(job: BuildJob) -> Manifest | str:
     Runs in this process or in a Ray worker: it never opens the catalog."""
     from transformers import AutoTokenizer
 
+    from . import methods  # noqa: F401  (a fresh Ray worker has not registered the recipe's methods yet)
+
     r, v, base, recipe_info, recipe_file, tmp, checker = (job.recipe, job.variant, job.base, job.recipe_info,
                                                          job.recipe_file, job.staged, job.checker)  # fmt: skip
     t0 = time.perf_counter()

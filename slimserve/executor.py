@@ -124,6 +124,8 @@ def connect(address: str) -> Any:
         import ray
     except ImportError:
         raise DependencyError("ray", "running the matrix on Ray (--ray)", "pip install 'slimserve[ray]'") from None
+    if address not in ("auto", "local"):
+        _reachable(address)
     if ray.is_initialized():
         current = ray.get_runtime_context().gcs_address
         if address in ("auto", "local", current) or address.removeprefix("ray://") == current:
@@ -131,8 +133,6 @@ def connect(address: str) -> Any:
         raise UserError(
             f"this process is already connected to the Ray cluster at {current}, not {address}", field=flag("--ray")
         )
-    if address not in ("auto", "local"):
-        _reachable(address)
     os.environ.setdefault("RAY_SCHEDULER_EVENTS", "0")  # infeasible tasks are checked above, not left to the log
     try:
         if address == "local":
