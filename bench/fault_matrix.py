@@ -3,7 +3,8 @@ prints case | expected | observed. tests/test_fault_matrix.py runs every case as
 
     python bench/fault_matrix.py [--out bench/results/fault_matrix.md]
 
-Kills are real (os._exit in a child process) at points named by the catalog's test hook, never timed.
+Kills are real (os._exit in a child process) at points named by the catalog's test hook or at a patched function
+(writer, manifest write, index upsert), never timed. bench/_fault_clean.py holds the cases that were already clean.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _fault_clean  # noqa: E402, F401  (registers the cases that were already clean)
 from _fault_kit import (  # noqa: E402
     CASES,
     Q8,
