@@ -424,21 +424,25 @@ def proc_out(env: Env) -> tuple[str, bool]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", default="/tmp/slimserve-fault-matrix", help="scratch folder")
-    ap.add_argument("--out", default=None, help="also write the table as Markdown here")
+    ap.add_argument("--out", default=None, help="also write the table as Markdown here, and as JSON beside it (.json)")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     env = Env(Path(args.work))
     lines = ["| case | expected | observed | clean |", "|---|---|---|---|"]
-    clean = 0
+    clean, rows = 0, []
     for name in CASES:
         expected, observed, ok = run_case(name, env)
         clean += ok
+        rows.append({"case": name, "expected": expected, "observed": observed, "clean": ok})
         lines.append(f"| {name} | {expected} | {observed.replace('|', '/')} | {'yes' if ok else 'NO'} |")
         print(lines[-1], flush=True)
-    summary = f"\n{clean}/{len(CASES)} clean. Command: python bench/fault_matrix.py --out {args.out or '-'}"
+    command = f"python bench/fault_matrix.py --work {args.work} --out {args.out or '-'}"
+    summary = f"\n{clean}/{len(CASES)} clean. Command: {command}"
     print(summary)
     if args.out:
         Path(args.out).write_text("# Fault matrix (issue 12)\n\n" + "\n".join(lines) + "\n" + summary + "\n")
+        report = {"clean": clean, "cases": len(CASES), "command": command, "rows": rows}
+        Path(args.out).with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
     return 0 if clean == len(CASES) else 1
 
 
