@@ -71,6 +71,8 @@ class Registry(Generic[T]):
                 for n in names or [module]:
                     self._unavailable[n] = why
                 continue
+            if getattr(getattr(sys.modules.get(module), "__spec__", None), "_initializing", False):
+                continue  # looked up while that very module is still importing: it registers when it finishes
             missing = [n for n in names if n not in self._items]
             if missing or (fresh and len(self._items) == before):  # a plugin list and its modules out of step
                 what = ", ".join(missing) or "anything"
