@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from slimserve.bench.compare import compare_runs, explain, to_markdown
+from slimserve.bench.agreement import compare_runs, explain, to_markdown
 from slimserve.bench.report import fingerprint_lines
 from slimserve.bench.store import run_records, runs
 from slimserve.catalog import Catalog

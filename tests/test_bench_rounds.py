@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from slimserve.bench import api as bench_api
+from slimserve.bench.agreement import Agreement, agreement, compare_runs
 from slimserve.bench.api import bench
-from slimserve.bench.compare import Agreement, agreement, compare_runs
 from slimserve.bench.record import LatencyStats
 from slimserve.bench.rounds import RoundSamples, summarize
 from slimserve.bench.speed import SpeedConfig, run_speed
@@ -138,7 +138,7 @@ def test_compare_two_stored_runs_from_the_cli(tmp_path, tiny_llama_dir, capsys):
 def _ctx(run_id, *, load="0.50 0.40 0.30", threads=2, build="b1", **speed):
     from dataclasses import replace
 
-    from slimserve.bench.compare import RunContext
+    from slimserve.bench.agreement import RunContext
 
     from .bench_helpers import fake_record
 
@@ -152,7 +152,7 @@ def _ctx(run_id, *, load="0.50 0.40 0.30", threads=2, build="b1", **speed):
 
 
 def test_differences_name_what_moved_the_numbers():
-    from slimserve.bench.compare import differences
+    from slimserve.bench.agreement import differences
 
     assert differences(_ctx("a"), _ctx("b")) == []
     why = differences(
@@ -170,7 +170,7 @@ def _agree(metric, a, b):
 
 
 def test_drift_tells_a_host_shift_from_scatter():
-    from slimserve.bench.compare import drift, to_markdown
+    from slimserve.bench.agreement import drift, to_markdown
 
     together = [_agree("decode tok/s", 10, 8), _agree("TTFT ms", 100, 125), _agree("prefill@128 tok/s", 400, 330)]
     assert drift(together).startswith("Medians moved together: B is slower on 3 of 3 metrics")

@@ -7,8 +7,8 @@ import itertools
 import pytest
 
 from slimserve.errors import UserError
+from slimserve.router.entries import RoutingTarget
 from slimserve.router.pareto import Point, dominated_by, dominates, front
-from slimserve.router.targets import RoutingTarget
 from slimserve.router.tiers import TierRules, assign, assign_from_recipe, load_rules
 
 

@@ -79,7 +79,7 @@ def bench_cmd(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from ..bench.compare import compare_runs, explain, to_markdown
+    from ..bench.agreement import compare_runs, explain, to_markdown
     from ..errors import UserError
 
     if len(args.compare) not in (0, 2):

@@ -7,7 +7,7 @@ from html import escape
 from typing import Any
 
 from ..router import metrics
-from ..router.targets import RoutingTarget
+from ..router.entries import RoutingTarget
 from ..router.tiers import Assignment
 from .svg import Dot, scatter
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError, flag
+from . import entries as tg
 from . import external as ext
-from . import targets as tg
 from .formats import EXPORTERS, ExportContext, check_api_base, write_atomic
 from .tiers import DEFAULT_RULES, Assignment, assign, assign_from_recipe, load_rules
 

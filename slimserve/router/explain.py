@@ -12,7 +12,7 @@ from ..errors import UserError
 from . import metrics
 
 if TYPE_CHECKING:
-    from .targets import RoutingTarget
+    from .entries import RoutingTarget
     from .tiers import Assignment, TierRule
 
 # What fills a local tier on the shipped demo: cheap calibrated int4 served by ONNX Runtime; more of its projections

@@ -12,8 +12,8 @@ import math
 from typing import Any
 
 from ..errors import UserError
+from .entries import RoutingTarget
 from .metrics import check_metric
-from .targets import RoutingTarget
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS router_external (

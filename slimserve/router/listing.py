@@ -52,7 +52,7 @@ def variant_status(manifest: dict[str, Any] | None, records: list[Any], fallback
 
 def tier_columns(cat: Any) -> tuple[dict[str, dict[str, Any]], str | None]:
     """variant -> {tier, tier_status, status}, and the footer line when no current tiering is stored."""
-    from ..bench.store import latest_records  # lazy, as in targets.load_records
+    from ..bench.store import latest_records  # lazy, as in entries.load_records
     from .api import stored_assignment
 
     records = latest_records(cat)

@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import UserError
 from . import explain, metrics
+from .entries import RoutingTarget, gate_status
 from .pareto import Point, dominated_by
-from .targets import RoutingTarget, gate_status
 
 DEFAULT_RULES = Path(__file__).with_name("tiers.yaml")
 

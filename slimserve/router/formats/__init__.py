@@ -13,7 +13,7 @@ from decimal import Decimal
 from ...errors import UserError
 from ...registry import Registry
 from ...util import atomic_write_text as write_atomic  # noqa: F401  (re-exported)
-from ..targets import RoutingTarget
+from ..entries import RoutingTarget
 from ..tiers import Assignment
 
 CATALOG_FORMAT_VERSION = 1
