@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .artifact.manifest import MANIFEST, Manifest
 from .errors import UserError, flag
+from .util import pid_alive
 
 STAGING = ".staging"
 RUNS = ".runs"  # one JSON file per bench run: the index's bench tables are rebuilt from them
@@ -340,7 +341,7 @@ class Catalog:
         for d in base.iterdir():
             parts = d.name.rsplit("-", 2)
             pid = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
-            if pid is None or _alive(pid):
+            if pid is None or pid_alive(pid):
                 continue
             if d.name.endswith(".old") and NAME_RE.match(parts[0]) and not (self.root / parts[0]).exists():
                 os.replace(d, self.root / parts[0])
@@ -351,13 +352,3 @@ class Catalog:
 
 def _hook(point: str) -> None:
     """Test hook: tests monkeypatch this to stop a commit at a named point (a kill without timing)."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

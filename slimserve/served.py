@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from .util import pid_alive
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS served (
     endpoint TEXT NOT NULL,
@@ -30,12 +32,6 @@ class Served:
     target: str
     pid: int
     started_at: str
-
-
-def _alive(pid: int) -> bool:
-    from .catalog import _alive as alive
-
-    return alive(pid)
 
 
 def add(cat: Any, endpoint: str, rows: list[tuple[str, str]], pid: int | None = None) -> None:
@@ -64,7 +60,7 @@ def live(cat: Any) -> list[Served]:
     cat.ensure_schema(SCHEMA)
     with cat.connect() as con:
         rows = con.execute("SELECT * FROM served ORDER BY started_at DESC, endpoint").fetchall()
-    return [Served(**dict(r)) for r in rows if _alive(int(r["pid"]))]
+    return [Served(**dict(r)) for r in rows if pid_alive(int(r["pid"]))]
 
 
 def live_endpoint(cat: Any) -> str | None:
@@ -75,5 +71,5 @@ def live_endpoint(cat: Any) -> str | None:
 
 def _prune(con) -> None:
     for r in con.execute("SELECT DISTINCT pid FROM served").fetchall():
-        if not _alive(int(r[0])):
+        if not pid_alive(int(r[0])):
             con.execute("DELETE FROM served WHERE pid = ?", (int(r[0]),))

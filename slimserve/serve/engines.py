@@ -110,7 +110,8 @@ class OnnxBatchEngine:
 
     def add(self, key: Hashable, ids: list[int], params: SamplingParams) -> int:
         row, logits = self.batch.add(ids)
-        assert row == len(self.rows)
+        if row != len(self.rows):  # RowBatch appends: a mismatch means the two lost step
+            raise RuntimeError(f"batch row {row} joined, but {len(self.rows)} rows are tracked")
         self.rows.append(key)
         self.picker.start(key, params)
         return self.picker.pick([key], logits[None, :])[0]
