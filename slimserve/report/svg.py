@@ -49,23 +49,9 @@ def _fmt(v: float) -> str:
     return f"{v:.3g}"
 
 
-def scatter(
-    dots: list[Dot],
-    *,
-    x_label: str,
-    y_label: str,
-    front: list[tuple[float, float]] | None = None,
-    plot_id: str,
-    width: int = 640,
-    height: int = 400,
-) -> str:
-    """SVG scatter; x goes log-scale when its values span more than 20x. `front` is drawn as a step line."""
-    if not dots:
-        return f'<p class="empty" id="{plot_id}">nothing to plot</p>'
+def _frame(xs, ys, *, log: bool, x_label: str, y_label: str, plot_id: str, width: int, height: int, y_pad=0.1):
+    """The plot's box, grid, ticks and axis labels; (svg parts, x->px, y->px)."""
     ml, mr, mt, mb = 70, 20, 20, 50
-    xs = [d.x for d in dots]
-    ys = [d.y for d in dots]
-    log = min(xs) > 0 and max(xs) / min(xs) > 20
     x0, x1 = min(xs), max(xs)
     if log:
         x0, x1 = x0 / 1.5, x1 * 1.5
@@ -73,7 +59,7 @@ def scatter(
         pad = (x1 - x0) * 0.08 or abs(x0) * 0.1 or 1.0
         x0, x1 = max(0.0, x0 - pad), x1 + pad
     y0, y1 = min(ys), max(ys)
-    pad = (y1 - y0) * 0.1 or abs(y0) * 0.05 or 0.05
+    pad = (y1 - y0) * y_pad or abs(y0) * 0.05 or 0.05
     y0, y1 = y0 - pad, y1 + pad
 
     def px(x: float) -> float:
@@ -105,6 +91,57 @@ def scatter(
         f'<text x="16" y="{(mt + height - mb) / 2}" text-anchor="middle" class="axis" '
         f'transform="rotate(-90 16 {(mt + height - mb) / 2})">{escape(y_label)}</text>'
     )
+    return out, px, py
+
+
+LINE_COLORS = ("#2c6fbb", "#1b7f3b", "#c0392b", "#8e44ad", "#d35400", "#16a085", "#7f8c8d")
+
+
+def lines(
+    series: list[tuple[str, list[tuple[float, float]]]],
+    *,
+    x_label: str,
+    y_label: str,
+    plot_id: str,
+    dashed: tuple[str, ...] = (),
+    width: int = 640,
+    height: int = 400,
+) -> str:
+    """SVG line plot, one polyline per (name, points) with a legend; names in `dashed` are drawn dashed."""
+    pts = [p for _, ps in series for p in ps]
+    if not pts:
+        return f'<p class="empty" id="{plot_id}">nothing to plot</p>'
+    out, px, py = _frame([p[0] for p in pts], [p[1] for p in pts], log=False, x_label=x_label, y_label=y_label,
+                         plot_id=plot_id, width=width, height=height)  # fmt: skip
+    for i, (name, ps) in enumerate(series):
+        c = LINE_COLORS[i % len(LINE_COLORS)]
+        d = "".join(f"{'M' if j == 0 else 'L'}{px(x):.1f},{py(y):.1f}" for j, (x, y) in enumerate(ps))
+        dash = ' stroke-dasharray="6 3"' if name in dashed else ""
+        out.append(f'<g class="series"><title>{escape(name)}</title><path d="{d}" fill="none" stroke="{c}" '
+                   f'stroke-width="2"{dash}/></g>')  # fmt: skip
+        out.append(f'<text x="{80}" y="{34 + 14 * i}" class="label" fill="{c}">{escape(name)}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def scatter(
+    dots: list[Dot],
+    *,
+    x_label: str,
+    y_label: str,
+    front: list[tuple[float, float]] | None = None,
+    plot_id: str,
+    width: int = 640,
+    height: int = 400,
+) -> str:
+    """SVG scatter; x goes log-scale when its values span more than 20x. `front` is drawn as a step line."""
+    if not dots:
+        return f'<p class="empty" id="{plot_id}">nothing to plot</p>'
+    xs = [d.x for d in dots]
+    log = min(xs) > 0 and max(xs) / min(xs) > 20
+    out, px, py = _frame(xs, [d.y for d in dots], log=log, x_label=x_label, y_label=y_label, plot_id=plot_id,
+                         width=width, height=height)  # fmt: skip
+    ml, mr = 70, 20
     if front and len(front) >= 1:
         pts = sorted(front)
         path = [f"M{px(pts[0][0]):.1f},{py(pts[0][1]):.1f}"]
