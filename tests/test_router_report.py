@@ -100,3 +100,32 @@ def test_page_fits_a_1400px_window(html_path, tmp_path):
     dom = _chromium(tmp_path, "--dump-dom", probe.as_uri()).stdout
     scroll, client = map(int, re.search(r'data-widths="(\d+) (\d+)"', dom).groups())
     assert 1300 < client <= 1400 and scroll <= client, (scroll, client)
+
+
+def test_report_plots_the_stored_route_evals(tmp_path):
+    import numpy as np
+
+    from slimserve.gateway import api as gw
+    from slimserve.gateway import evaluate as E
+
+    cat = standard(tmp_path)
+    rng = np.random.default_rng(1)
+    weak, strong = rng.random(200) < 0.4, rng.random(200) < 0.6
+    prices = E.Prices(0.05, 0.5, "weak@onnx-cpu", "strong@cpu")
+    hard = (~weak).astype(float) + 0.1 * rng.random(200)  # a router that knows where the weak tier fails
+    results = [
+        E.random_baseline(weak, strong, prices),
+        E.summarize("oracle-ish", "threshold", hard, weak, strong, prices),
+    ]
+    report_ = {"dataset": "arc_easy", "split": "test", "n_test": 200, "n_train": 180, "created": "2026-12-02T00:00:00+00:00",
+               "weak": {"tier": "weak", "model": "w", "accuracy": float(weak.mean())},
+               "strong": {"tier": "strong", "model": "s", "accuracy": float(strong.mean())},
+               "oracle_accuracy": float((weak | strong).mean()), "routers": [r.to_dict() for r in results],
+               "command": "slimserve route eval r.yaml --data arc_easy", "config": "/x/r.yaml"}  # fmt: skip
+    gw.save_eval(cat, report_)
+    html = report(tmp_path / "r.html", catalog=cat).read_text()
+    plot = re.search(r'<svg id="route-curve-0".*?</svg>', html, re.S).group(0)
+    assert plot.count('class="series"') == 4  # random, the router, the two tiers alone, the oracle
+    assert "oracle-ish" in plot and "slimserve route eval r.yaml --data arc_easy" in html
+    apgr = re.search(r"<td>oracle-ish</td><td>threshold</td><td>([0-9.]+)</td>", html).group(1)
+    assert float(apgr) == pytest.approx(results[1].apgr, abs=1e-3) and float(apgr) > 0.6

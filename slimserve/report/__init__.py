@@ -20,6 +20,7 @@ def report(
     from ..router.api import routed, sort_targets
     from ..router.formats import write_atomic
     from .html import render
+    from .routing import routing_html
 
     out, cat, c, a = routed(
         output, "report", catalog=catalog, target=target, rules=rules, include_rejected=include_rejected
@@ -32,6 +33,7 @@ def report(
         notes=c.notes,
         generated=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         catalog=str(getattr(cat, "root", "")),
+        routing=routing_html(cat) if cat is not None else "",
     )
     return write_atomic(out, html)
 

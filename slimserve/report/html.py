@@ -193,6 +193,7 @@ def render(
     catalog: str,
     rejected: list[RoutingTarget] = (),
     notes: list[str] = (),
+    routing: str = "",
 ) -> str:
     m = a.metric
     rated = [t for t in targets if m in t.quality]
@@ -265,6 +266,8 @@ Local prices are measured (benchmarked throughput × hourly price); external pri
 The latency plot shows local targets with a measured inter-token latency.</p>
 <h2>Tiers</h2>
 {tiers}
+<h2>Routing: call-performance curves</h2>
+{routing or "<p class='note'>none</p>"}
 <h2>Targets</h2>
 <p class="note">Click a column header to sort; hover over it for what it measures.</p>
 <table class="sortable" id="targets"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>
