@@ -79,3 +79,23 @@ def test_sse_framing():
     assert json.loads(ev[6:])["choices"][0]["delta"]["content"] == "Hi"
     assert DONE == b"data: [DONE]\n\n"
     assert Usage.of(3, 4).total_tokens == 7
+
+
+@pytest.mark.parametrize("kind", ["bpe", "gemma"])
+def test_incremental_text_equals_decoding_every_token_at_once(tmp_path, kind):
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from slimserve.serve.text import StopText
+    from slimserve.testing import make_tiny_gemma3, make_tiny_llama
+
+    folder = (make_tiny_gemma3 if kind == "gemma" else make_tiny_llama)(tmp_path / kind)
+    tok = AutoTokenizer.from_pretrained(folder)
+    rng = np.random.default_rng(0)
+    text = "The sea, the sky and the river meet; a cat naps. Café crème, naïve façade!"
+    ids = tok(text + " " + text[::-1], add_special_tokens=False)["input_ids"]
+    if kind == "bpe":  # byte-level: any id sequence is text (the SentencePiece byte fallback is not)
+        ids += rng.integers(0, len(tok), 40).tolist()
+    st = StopText(tok, [])
+    streamed = "".join(st.push(int(t))[0] for t in ids) + st.flush()
+    assert streamed == tok.decode(ids, skip_special_tokens=True).rstrip("\ufffd")

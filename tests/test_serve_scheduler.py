@@ -137,3 +137,39 @@ def test_timeout_and_shutdown_end_requests(sched):
     time.sleep(0.05)
     s.stop(grace_s=0.05)
     assert done2.wait(5) and res2["reason"] == "shutdown"
+
+
+class CountingEngine(FakeEngine):
+    """Records, for each decode step, how many prompts were prefilled since the previous step."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.adds_since_step = 0
+        self.adds_per_step: list[int] = []
+
+    def add(self, key, ids, params):
+        self.adds_since_step += 1
+        return super().add(key, ids, params)
+
+    def step(self, tokens):
+        self.adds_per_step.append(self.adds_since_step)
+        self.adds_since_step = 0
+        return super().step(tokens)
+
+
+@pytest.mark.parametrize(("budget", "prompt_len", "most"), [(64, 30, 3), (1, 30, 1), (1000, 30, 8)])
+def test_a_burst_of_prompts_is_admitted_within_the_prefill_budget_per_step(sched, budget, prompt_len, most):
+    eng = CountingEngine(slots=8, delay_s=0.002)
+    s = Scheduler(eng, prefill_tokens=budget)  # not started: the burst is queued before the loop runs
+    reqs = [_req(list(range(prompt_len)), 20) for _ in range(8)]
+    for r, *_ in reqs:
+        s.submit(r)
+    s.start()
+    try:
+        for _r, out, done, res in reqs:
+            assert done.wait(5) and res["reason"] == "length" and len(out) == 20
+    finally:
+        s.stop()
+    # the budget is spent before the prompt that crosses it: ceil(budget / len) prompts, at least one
+    assert max(eng.adds_per_step) == most
+    assert sum(eng.adds_per_step) == 8 and eng.max_batch == 8

@@ -6,7 +6,7 @@ import argparse
 
 from . import COMMANDS, catalog_arg, kwargs_of
 
-FIELDS = ("variants", "catalog", "target", "host", "port", "threads", "max_batch", "max_queue", "context",
+FIELDS = ("variants", "catalog", "target", "host", "port", "threads", "max_batch", "max_queue", "prefill_tokens", "context",
           "max_tokens", "request_timeout_s", "grace_s", "api_key")  # fmt: skip
 
 
@@ -33,6 +33,9 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads per model")
     p.add_argument("--max-batch", type=int, default=16, help="sequences decoded together per variant (default 16)")
     p.add_argument("--max-queue", type=int, default=64, help="waiting requests per variant before 429 (default 64)")
+    p.add_argument("--prefill-tokens", type=int, default=64,
+                   help="prompt tokens admitted between two decode steps, at least one prompt (default 64): lower "
+                   "keeps inter-token latency flat under bursts, higher fills the batch sooner")  # fmt: skip
     p.add_argument("--context", type=int, default=2048, help="prompt + completion tokens per request (default 2048)")
     p.add_argument("--max-tokens", type=int, default=512, help="completion tokens when a request sets none")
     p.add_argument("--request-timeout-s", type=float, default=600.0, help="end a request after this long")

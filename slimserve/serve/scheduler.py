@@ -2,6 +2,9 @@
 
 Between decode steps it ends sequences (stop token, max tokens, a stop string its caller saw, cancellation,
 timeout), then admits waiting ones while the engine has free slots, then steps every active sequence by one token.
+Admission is capped at ``prefill_tokens`` prompt tokens per step (at least one prompt): each prefill stalls every
+running sequence, so a burst of arrivals is spread over several steps and the inter-token latency of the running
+ones stays near one step plus one prefill, instead of one step plus the whole burst.
 With ``slots`` > 1 this is continuous batching; with one slot it serves requests one after the other, FIFO.
 Past ``slots + max_queue`` outstanding requests ``submit`` raises QueueFull (the server answers 429).
 
@@ -61,8 +64,10 @@ class GenRequest:
 class Scheduler:
     """Bounded queue + batch loop over one engine. Call start() once, stop() at shutdown."""
 
-    def __init__(self, engine: Any, *, max_queue: int = 64, name: str = "model", observe: Any = None):
+    def __init__(self, engine: Any, *, max_queue: int = 64, name: str = "model", observe: Any = None,
+                 prefill_tokens: int = 64):  # fmt: skip
         self.engine, self.max_queue, self.name = engine, max_queue, name
+        self.prefill_tokens = prefill_tokens
         self.observe = observe  # metrics hooks: queue(depth, running), step(n, seconds)
         self.waiting: collections.deque[GenRequest] = collections.deque()
         self.active: dict[int, GenRequest] = {}
@@ -164,11 +169,13 @@ class Scheduler:
             self._finish(req, FINISH_CANCELLED if req.cancelled else FINISH_TIMEOUT)
 
     def _admit(self) -> None:
-        while len(self.active) < self.engine.slots:
+        budget = self.prefill_tokens
+        while len(self.active) < self.engine.slots and budget > 0:
             with self._cv:
                 if not self.waiting:
                     return
                 req = self.waiting.popleft()
+            budget -= len(req.ids)
             try:
                 tok = self.engine.add(req.key, req.ids, req.params)
             except Exception as e:  # noqa: BLE001 (this request fails; the others go on)

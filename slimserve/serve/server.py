@@ -42,6 +42,7 @@ class ServeConfig(BaseModel):
     threads: int | None = Field(default=None, ge=1)
     max_batch: int = Field(default=16, ge=1, le=256)
     max_queue: int = Field(default=64, ge=0)
+    prefill_tokens: int = Field(default=64, ge=1)  # prompt tokens admitted between two decode steps (>= 1 prompt)
     context: int = Field(default=2048, ge=16)
     max_tokens: int = Field(default=512, ge=1)  # when a request gives none
     request_timeout_s: float = Field(default=600.0, gt=0)
@@ -144,7 +145,8 @@ def load_models(state: ServerState) -> None:
     for row in _servable(cat, cfg):
         engine = open_engine(row.path, row.manifest, slots=cfg.max_batch, context=cfg.context, threads=cfg.threads,
                              device=cfg.target if cfg.target in ("cpu", "cuda") else None)  # fmt: skip
-        sched = Scheduler(engine, max_queue=cfg.max_queue, name=row.name, observe=state.metrics)
+        sched = Scheduler(engine, max_queue=cfg.max_queue, name=row.name, observe=state.metrics,
+                          prefill_tokens=cfg.prefill_tokens)
         sched.start()
         tok = engine.tokenizer
         chat_stop = set(engine.eos_ids)
