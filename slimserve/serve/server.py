@@ -145,8 +145,9 @@ def load_models(state: ServerState) -> None:
     for row in _servable(cat, cfg):
         engine = open_engine(row.path, row.manifest, slots=cfg.max_batch, context=cfg.context, threads=cfg.threads,
                              device=cfg.target if cfg.target in ("cpu", "cuda") else None)  # fmt: skip
-        sched = Scheduler(engine, max_queue=cfg.max_queue, name=row.name, observe=state.metrics,
-                          prefill_tokens=cfg.prefill_tokens)
+        sched = Scheduler(
+            engine, max_queue=cfg.max_queue, name=row.name, observe=state.metrics, prefill_tokens=cfg.prefill_tokens
+        )
         sched.start()
         tok = engine.tokenizer
         chat_stop = set(engine.eos_ids)
