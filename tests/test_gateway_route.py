@@ -164,3 +164,23 @@ def test_calibration_meets_the_false_hit_target():
     same = np.array([True, True, True, False, True, False])
     got = K.calibrate(sim, same, 0.0)
     assert got["threshold"] > 0.9 and got["false_hit_rate"] == 0.0 and got["hits"] == 3
+
+
+def test_scoring_only_the_choice_positions_gives_the_full_forward_loglikelihoods():
+    from slimserve.bench.torch_runner import TorchRunner
+    from slimserve.gateway.datasets import Item
+    from slimserve.gateway.scoring import score_item
+    from slimserve.testing import tiny_llama, tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    runner = TorchRunner(tiny_llama(seed=3, vocab_size=len(tok)), tok)
+
+    class FullForward:  # the same model, without logits_from: every position's logits
+        tokenizer = tok
+
+        def logits(self, ids):
+            return runner.logits(ids)
+
+    item = Item("q1", "Which sea?", "Question: Which sea is the coldest?\nAnswer:", (" the Arctic one", " red"), 0)
+    fast, full = score_item(runner, item), score_item(FullForward(), item)
+    assert fast.logliks == pytest.approx(full.logliks, abs=1e-4) and fast.picked == full.picked

@@ -108,6 +108,11 @@ class TorchRunner:
         out = self.model(input_ids=input_ids.to(self.device), use_cache=False).logits
         return out.float().cpu()
 
+    def logits_from(self, input_ids: torch.Tensor, start: int) -> torch.Tensor:
+        """Logits of positions start-1.. only: row j predicts token start + j (a 262k-wide head such as Gemma 3's,
+        run over the whole context, costs more than the rest of the forward)."""
+        return logits_from(self.model, input_ids.to(self.device), start).cpu()
+
     def estimate_bytes(self, batch: int, seq_len: int) -> int | None:
         cfg = self.model.config
         layers = int(cfg.num_hidden_layers)
@@ -134,3 +139,10 @@ class TorchRunner:
         self.model = None
         if self.device.startswith("cuda"):
             torch.cuda.empty_cache()
+
+
+def logits_from(model, input_ids: torch.Tensor, start: int) -> torch.Tensor:
+    """A causal LM's float logits for positions start-1 to the end (transformers' logits_to_keep; soft-capping, where
+    the model has it, is applied by the model)."""
+    with torch.inference_mode():
+        return model(input_ids=input_ids, use_cache=False, logits_to_keep=input_ids.shape[1] - start + 1).logits.float()

@@ -110,15 +110,9 @@ class _HFRunner:
             return self.model(input_ids=input_ids, use_cache=False).logits.float()
 
     def logits_from(self, input_ids, start: int):
-        """Logits of positions start-1.. only (Gemma's 262k-wide head on the context alone costs most of a forward);
-        row j of the result predicts token start + j."""
-        import torch
+        from ..bench.torch_runner import logits_from
 
-        with torch.inference_mode():
-            hidden = self.model.model(input_ids=input_ids, use_cache=False).last_hidden_state
-            out = self.model.lm_head(hidden[:, start - 1 :]).float()
-            cap = getattr(self.model.config, "final_logit_softcapping", None)
-            return torch.tanh(out / cap) * cap if cap else out
+        return logits_from(self.model, input_ids, start)
 
 
 def open_runner(tier: Any, catalog: Any | None):
