@@ -1,8 +1,7 @@
 """The steps bench/gpu_check.sh runs, one subcommand each, so the shell can give every step its own time limit and a
 step that fails or runs out of time still leaves the others' results (JSON files under --out) for the table.
 
-    python bench/gpu_check.py base DIR --shape smollm2|tiny
-    python bench/gpu_check.py build --catalog CAT --base DIR --variants gpu-int4,gpu-int8
+    python bench/gpu_check.py build --catalog CAT --base DIR --shape smollm2|tiny --variants gpu-int4,gpu-int8
     python bench/gpu_check.py bench --catalog CAT --target cuda --variants ... --out OUT --batches 1,16 --new-tokens 64
     python bench/gpu_check.py vllm --catalog CAT --variant gpu-int4 --out OUT --requests 16 --new-tokens 64
     python bench/gpu_check.py table --out OUT
@@ -44,9 +43,11 @@ def make_base(out: Path, shape: str) -> None:
     tok.save_pretrained(out)
 
 
-def build_variants(catalog: Path, base: Path, variants: list[str]) -> None:
+def build_variants(catalog: Path, base: Path, shape: str, variants: list[str]) -> None:
+    """The random base (made once, in the same process: one torch import less) and the recipe's variants of it."""
     from slimserve.builder import build
 
+    make_base(base, shape)
     rows = build(RECIPE, catalog=catalog, variants=variants, base=str(base))
     print("built", ", ".join(r.name for r in rows))
 
@@ -192,12 +193,10 @@ def table(out: Path) -> str:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench/gpu_check.py", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="step", required=True)
-    b = sub.add_parser("base")
-    b.add_argument("dir", type=Path)
-    b.add_argument("--shape", choices=sorted(VOCAB), default="smollm2")
     b = sub.add_parser("build")
     b.add_argument("--catalog", type=Path, required=True)
     b.add_argument("--base", type=Path, required=True)
+    b.add_argument("--shape", choices=sorted(VOCAB), default="smollm2")
     b.add_argument("--variants", required=True)
     b = sub.add_parser("bench")
     for flag in ("--catalog", "--out"):
@@ -224,10 +223,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
-    if a.step == "base":
-        make_base(a.dir, a.shape)
-    elif a.step == "build":
-        build_variants(a.catalog, a.base, a.variants.split(","))
+    if a.step == "build":
+        build_variants(a.catalog, a.base, a.shape, a.variants.split(","))
     elif a.step == "bench":
         bench_variants(a.catalog, a.target, a.variants.split(","), a.out, a)
     elif a.step == "vllm" and a.skip:

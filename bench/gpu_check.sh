@@ -63,8 +63,8 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
+[[ ",$VARIANTS," != *",,"* ]] || bad "--variants: an empty name in '$VARIANTS' (allowed: fp32, int8, int4)"
 IFS=',' read -r -a VLIST <<<"$VARIANTS"
-[ ${#VLIST[@]} -gt 0 ] || bad "--variants: empty list (allowed: fp32, int8, int4)"
 for v in "${VLIST[@]}"; do
   case "$v" in fp32 | int8 | int4) ;; *) bad "--variants: unknown variant '$v' (allowed: fp32, int8, int4)" ;; esac
 done
@@ -101,22 +101,19 @@ if [ "$DRY" = 0 ]; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || skip "no GPU: nvidia-smi failed"
 fi
 
+PY="${PYTHON:-python3}"  # on the device image, python3 is the one with torch
+command -v "$PY" >/dev/null 2>&1 || { echo "FAIL: no '$PY' here (set PYTHON to a python with torch)"; exit 1; }
+
 if [ "$WHEELS" != none ]; then
   SITE="${TMPDIR:-/tmp}/gpu_check_site"
   echo "== installing $(ls "$WHEELS"/*.whl 2>/dev/null | wc -l) wheels from $WHEELS into $SITE (no index)"
-  "${PYTHON:-python3}" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" \
     "$WHEELS"/*.whl || { echo "FAIL: could not install the wheels in $WHEELS"; exit 1; }
   export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-PY="${PYTHON:-}"
-if [ -z "$PY" ]; then
-  for c in python3 python; do
-    if command -v "$c" >/dev/null 2>&1 && "$c" -c "import torch" >/dev/null 2>&1; then PY="$c"; break; fi
-  done
-fi
-[ -n "$PY" ] || { echo "FAIL: no python that imports torch (set PYTHON)"; exit 1; }
-
+# One python start for both checks: torch sees the GPU (else the skip), and slimserve's needs beyond torch import
+# (else the wheel script is named, rather than a failure mid-way).
 "$PY" - "$TARGET" <<'PYEOF'
 import sys, torch
 print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda,
@@ -125,16 +122,20 @@ if sys.argv[1] == "cuda" and not torch.cuda.is_available():
     sys.exit(77)
 if torch.cuda.is_available():
     print("device", torch.cuda.get_device_name(0))
+try:
+    import compressed_tensors, pydantic, transformers
+    import slimserve.bench.api, slimserve.builder
+except ImportError as e:
+    print(f"FAIL: {e}")
+    sys.exit(3)
+print("transformers", transformers.__version__, "compressed-tensors", compressed_tensors.__version__)
 PYEOF
 case $? in
   0) ;;
   77) skip "no GPU: torch.cuda.is_available() is False" ;;
+  3) echo "FAIL: slimserve's dependencies do not import (carry .whl from bench/gpu_wheels.sh, see --help)"; exit 1 ;;
   *) echo "FAIL: python/torch check"; exit 1 ;;
 esac
-# What slimserve needs beyond torch; a missing one names the wheel script rather than failing mid-way.
-"$PY" -c "import transformers, compressed_tensors, pydantic, slimserve.bench.api, slimserve.builder
-print('transformers', transformers.__version__, 'compressed-tensors', compressed_tensors.__version__)" ||
-  { echo "FAIL: slimserve's dependencies do not import (carry .whl from bench/gpu_wheels.sh, see --help)"; exit 1; }
 
 status=0
 step() {  # step NAME CAP CMD...: run CMD with the smaller of CAP and what is left of the budget
@@ -143,8 +144,11 @@ step() {  # step NAME CAP CMD...: run CMD with the smaller of CAP and what is le
   [ "$left" -lt "$cap" ] && cap="$left"
   if [ "$cap" -lt 10 ]; then echo "== $name: skipped, out of time"; status=1; return 1; fi
   echo "== $name (at most ${cap}s)"
-  timeout -k 5 "$cap" "$@" && return 0
-  echo "FAIL: $name (exit $?)"
+  local t0=$SECONDS rc=0
+  timeout -k 5 "$cap" "$@" || rc=$?
+  echo "-- $name: exit $rc after $((SECONDS - t0))s"
+  [ "$rc" = 0 ] && return 0
+  echo "FAIL: $name (exit $rc$([ "$rc" = 124 ] && echo ', out of time'))"
   status=1
   return 1
 }
@@ -156,8 +160,8 @@ CAT="$WORK/catalog" BASE="$WORK/base"
 NAMES=$(printf 'gpu-%s,' "${VLIST[@]}")
 NAMES="${NAMES%,}"
 rm -f "$OUTDIR/bench.json" "$OUTDIR/vllm.json"
-step "random base ($SHAPE shapes)" 120 "$PY" bench/gpu_check.py base "$BASE" --shape "$SHAPE" &&
-  step "build $NAMES" 180 "$PY" bench/gpu_check.py build --catalog "$CAT" --base "$BASE" --variants "$NAMES" &&
+step "random base ($SHAPE shapes), build $NAMES" 240 "$PY" bench/gpu_check.py build --catalog "$CAT" \
+  --base "$BASE" --shape "$SHAPE" --variants "$NAMES" &&
   step "bench on $TARGET" 240 "$PY" bench/gpu_check.py bench --catalog "$CAT" --target "$TARGET" --variants "$NAMES" \
     --out "$OUTDIR" --batches "$BATCHES" --new-tokens "$NEW" "${TIMING[@]}"
 
