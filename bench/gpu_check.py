@@ -185,6 +185,9 @@ def table(out: Path) -> str:
         lines.append("| " + " | ".join(cells + [_fmt(r.get("peak_mem_mb"), 0), note]) + " |")
     if not bench.is_file():
         lines.append("| (bench) | | | | | | | | no results: the bench step failed or ran out of time (see the log) |")
+    tests = out / "cuda_tests.txt"
+    if tests.is_file():
+        lines += ["", tests.read_text().strip()]
     text = "\n".join(lines) + "\n"
     (out / "table.md").write_text(text)
     return text

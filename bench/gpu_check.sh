@@ -8,8 +8,10 @@
 #
 # On the day a GPU is lent, from the session's own checkout (the one the device tool sends), the lead runs:
 #   bash bench/gpu_wheels.sh                         # here, once: fills .whl/ (ignored, ~19 MB) from PyPI
-#   run(command="bash bench/gpu_check.sh --out $OUT", carry=[".whl"], timeout_s=600)
-# The script keeps itself to --timeout (540 s) so the call ends inside its limit with the table under $OUT.
+#   run(command="bash bench/gpu_check.sh --out $OUT", carry=[".whl"], timeout_s=480)   then give_back()
+# The script keeps itself to --timeout (default 360 s; expected ~3 min without vLLM) so the call ends inside its
+# limit with the table under $OUT, and a session's 15 device minutes (a start costs 1-2) leave room for one rerun,
+# e.g. --variants int4 --timeout 240. Where vllm imports, give --timeout 540 and timeout_s=600: its step needs ~4 min.
 # Dry run on a CPU machine (tiny model, target cpu, no vLLM):
 #   PYTHON=.venv/bin/python bash bench/gpu_check.sh --dry-run --out /tmp/gpu-dry
 #
@@ -24,11 +26,11 @@ usage: bash bench/gpu_check.sh [--dry-run] [--out DIR] [--variants LIST] [--skip
   --out DIR          where the log, JSON results and table.md go (default: $OUT, else ./gpu-check-out)
   --variants LIST    comma list of fp32, int8, int4 (default: fp32,int8,int4)
   --skip-vllm        do not try vLLM (its line says skipped)
-  --timeout SECONDS  budget for the whole check, 60..3600 (default 540; --dry-run 300)
+  --timeout SECONDS  budget for the whole check, 60..3600 (default 360; --dry-run 300)
   --wheelhouse DIR   wheels to pip install --no-index before anything runs, or none
                      (default: .whl when it exists, none with --dry-run; fill it with bench/gpu_wheels.sh)
   --new-tokens N     tokens decoded per request, 4..1024 (default 64; --dry-run 4)
-environment: PYTHON (default: the first of python3, python that imports torch)
+environment: PYTHON (default python3, the image's python with torch)
 exit codes: 0 ok, 1 a step failed, 2 bad flag, 77 skipped (no GPU)
 EOF
 }
@@ -80,7 +82,7 @@ if [ "$DRY" = 1 ]; then
   TARGET=cpu SHAPE=tiny BATCHES=1,2 BUDGET="${BUDGET:-300}" NEW="${NEW:-4}" WHEELS="${WHEELS:-none}"
   TIMING=(--prompt-len 16 --iters 1 --min-seconds 0.1)
 else
-  TARGET=cuda SHAPE=smollm2 BATCHES=1,16 BUDGET="${BUDGET:-540}" NEW="${NEW:-64}"
+  TARGET=cuda SHAPE=smollm2 BATCHES=1,16 BUDGET="${BUDGET:-360}" NEW="${NEW:-64}"
   TIMING=(--prompt-len 128 --iters 3 --min-seconds 1)
   [ -n "$WHEELS" ] || { [ -d .whl ] && WHEELS=.whl || WHEELS=none; }
 fi
@@ -159,7 +161,12 @@ trap 'rm -rf "$WORK"' EXIT
 CAT="$WORK/catalog" BASE="$WORK/base"
 NAMES=$(printf 'gpu-%s,' "${VLIST[@]}")
 NAMES="${NAMES%,}"
-rm -f "$OUTDIR/bench.json" "$OUTDIR/vllm.json"
+rm -f "$OUTDIR/bench.json" "$OUTDIR/vllm.json" "$OUTDIR/cuda_tests.txt"
+if [ "$DRY" = 0 ]; then  # the cuda target's own tests (the lean loops agree with generate(), OOM is reported)
+  step "CUDA target tests" 150 bash -c \
+    'set -o pipefail; "$0" -m pytest -q -p no:cacheprovider tests/test_bench_cuda.py | tee "$1"' "$PY" "$WORK/pt.txt"
+  echo "tests/test_bench_cuda.py: $(tail -1 "$WORK/pt.txt" 2>/dev/null)" >"$OUTDIR/cuda_tests.txt"
+fi
 step "random base ($SHAPE shapes), build $NAMES" 240 "$PY" bench/gpu_check.py build --catalog "$CAT" \
   --base "$BASE" --shape "$SHAPE" --variants "$NAMES" &&
   step "bench on $TARGET" 240 "$PY" bench/gpu_check.py bench --catalog "$CAT" --target "$TARGET" --variants "$NAMES" \
@@ -170,8 +177,9 @@ if [ "$DRY" = 1 ]; then vllm_why="dry run (vLLM needs a GPU)"
 elif [ "$SKIP_VLLM" = 1 ]; then vllm_why="--skip-vllm"
 elif [[ ",$VARIANTS," != *",int4,"* ]]; then vllm_why="int4 not among --variants"
 elif [ ! -d "$CAT/gpu-int4" ]; then vllm_why="the int4 variant was not built"
-elif ! "$PY" -c "import vllm" >/dev/null 2>&1; then
-  vllm_why="vllm does not import here (this image has none and reaches no registry; its wheel exceeds a call's 64 MiB)"
+elif ! err="$("$PY" -c "import vllm" 2>&1)"; then
+  vllm_why="vllm does not import ($(echo "$err" | tail -1)): the lent image has none and reaches no registry, and \
+its wheel alone exceeds a call's 64 MiB"
 fi
 if [ -n "$vllm_why" ]; then
   "$PY" bench/gpu_check.py vllm --catalog "$CAT" --out "$OUTDIR" --skip "$vllm_why"

@@ -140,7 +140,9 @@ def test_table_has_the_vllm_line(tmp_path):
     row = gc._vllm_row("gpu-int4", "vllm cuda-graphs", tokens=16 * 64, wall=2.0, requests=16, new_tokens=64)
     row["peak_mem_mb"] = 70000.0
     (tmp_path / "vllm.json").write_text(json.dumps(row))
+    (tmp_path / "cuda_tests.txt").write_text("tests/test_bench_cuda.py: 3 passed in 4.20s\n")
     text = gc.table(tmp_path)
+    assert text.endswith("\n\ntests/test_bench_cuda.py: 3 passed in 4.20s\n")
     (line,) = [x for x in text.splitlines() if "vllm" in x]
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[:5] == ["gpu-int4", "cuda", "vllm cuda-graphs", "32.0", "512.0 (16)"]
