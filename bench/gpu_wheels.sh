@@ -8,7 +8,7 @@
 set -euo pipefail
 DEST="${1:-.whl}"
 PIP="${PIP:-python3 -m pip}"
-pin() { grep -i -E "^$1==" constraints.txt | head -1; }
+pin() { grep -i -E "^$1==" constraints.txt | head -1 || true; }
 NAMES=(transformers tokenizers huggingface_hub compressed-tensors loguru pydantic pydantic_core annotated-types
   typing-inspection typing_extensions)
 SPECS=()
