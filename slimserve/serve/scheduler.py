@@ -169,13 +169,13 @@ class Scheduler:
             self._finish(req, FINISH_CANCELLED if req.cancelled else FINISH_TIMEOUT)
 
     def _admit(self) -> None:
-        budget = self.prefill_tokens
-        while len(self.active) < self.engine.slots and budget > 0:
+        spent = 0
+        while len(self.active) < self.engine.slots:
             with self._cv:
-                if not self.waiting:
+                if not self.waiting or (spent and spent + len(self.waiting[0].ids) > self.prefill_tokens):
                     return
                 req = self.waiting.popleft()
-            budget -= len(req.ids)
+            spent += len(req.ids)
             try:
                 tok = self.engine.add(req.key, req.ids, req.params)
             except Exception as e:  # noqa: BLE001 (this request fails; the others go on)
