@@ -167,13 +167,29 @@ def cpu_info() -> dict:
     return {"cpu": model, "cores": os.cpu_count(), "simd_flags": simd, "platform": platform.platform()}
 
 
+def price_rows(rows: list[dict], hardware: str | None) -> str:
+    """Each row's output price as served: the machine's hourly price over its measured output tokens/s."""
+    from slimserve.bench.cost import load_prices, resolve_price, usd_per_million
+
+    key, per_hour, source = resolve_price(load_prices(), hardware, None, gpu=False)
+    for r in rows:
+        r["usd_per_1m_out"] = usd_per_million(per_hour, r["out_tok_per_s"]) if r["out_tok_per_s"] > 0 else None
+    return f"$ per 1M output tokens as served: {per_hour} $/h ({key}; {source}) / measured output tok/s"
+
+
 def table(rows: list[dict]) -> str:
-    cols = ["server", "concurrency", "req_per_s", "out_tok_per_s", "ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms",
+    cols = ["server", "concurrency", "req_per_s", "out_tok_per_s", "usd_per_1m_out", "ttft_p50_ms", "ttft_p99_ms", "itl_p50_ms",
             "itl_p99_ms", "ok", "rejected_429", "errors", "lost"]  # fmt: skip
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
-        out.append("| " + " | ".join(f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + " |")
+        out.append("| " + " | ".join(_cell(r.get(c)) for c in cols) + " |")
     return "\n".join(out)
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}" if v < 1 else f"{v:.2f}"
+    return "-" if v is None else str(v)
 
 
 def ratios(rows: list[dict]) -> str:
@@ -203,6 +219,7 @@ def main() -> int:
     ap.add_argument("--concurrency", default="1,4,16,64")
     ap.add_argument("--servers", default="slimserve,llama-server,slimserve-serial")
     ap.add_argument("--out", default="bench/results/serve_load")
+    ap.add_argument("--hardware", default=None, help="price table entry (default: local-cpu)")
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     rows, commands = [], {}
@@ -220,7 +237,8 @@ def main() -> int:
         finally:
             proc.terminate()
             proc.wait(30)
-    md = table(rows) + "\n\n" + ratios(rows)
+    priced = price_rows(rows, args.hardware)
+    md = table(rows) + "\n\n" + priced + "\n\n" + ratios(rows)
     print(md)
     meta = {"command": shlex.join([sys.executable, *sys.argv]), "servers": commands, "hardware": cpu_info(),
             "prompts": PROMPTS, "max_tokens": args.max_tokens, "seconds_per_level": args.seconds,
