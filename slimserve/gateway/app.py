@@ -66,7 +66,8 @@ class Gateway:
     # ---------------------------------------------------------------------------------------------------- models
 
     def model_names(self) -> list[str]:
-        return ["auto"] + [ROUTER_PREFIX + r for r in self.routers] + list(self.tiers)
+        routers = ["auto"] + [ROUTER_PREFIX + r for r in self.routers] if self.routers else []
+        return routers + list(self.tiers)
 
     def lookup(self, model: str) -> tuple[str | None, str | None]:
         """(router name, tier name) for a request's model; 404 listing the routers when it is neither."""
@@ -76,8 +77,8 @@ class Gateway:
             return model[len(ROUTER_PREFIX) :], None
         if model in self.tiers:
             return None, model
-        routers = ", ".join(ROUTER_PREFIX + r for r in self.routers) or "(none configured)"
-        raise ProtocolError(404, f"The model '{model}' does not exist here; routers: auto, {routers}; tiers: "
+        routers = ", ".join(["auto"] + [ROUTER_PREFIX + r for r in self.routers]) if self.routers else "(none)"
+        raise ProtocolError(404, f"The model '{model}' does not exist here; routers: {routers}; tiers: "
                             f"{', '.join(self.tiers)}", param="model", code="model_not_found")  # fmt: skip
 
     def decide(self, router: str | None, tier: str | None, req: RouteRequest) -> Decision:
@@ -157,7 +158,10 @@ class Gateway:
         if any(t.kind == "external" for t in self.cfg.tiers):
             from .forward import _litellm
 
-            _litellm()  # seconds to import: before the first request, not during it
+            try:
+                _litellm("external")  # seconds to import: before the first request, not during it
+            except TierFailed as e:  # every external request will say so too
+                print(f"note: {e}", file=sys.stderr, flush=True)
 
 
 def build_gateway(config: str | Path, *, catalog: Any = None, api_key: str | None = None,
@@ -228,8 +232,7 @@ def create_app(gw: Gateway):
     @app.get("/v1/models")
     async def models(request: Request):
         check_api_key(gw.api_key, request.headers)
-        cards = [ModelCard(id="auto", owned_by="slimserve-gateway")]
-        cards += [ModelCard(id=ROUTER_PREFIX + r, owned_by="slimserve-gateway") for r in gw.routers]
+        cards = [ModelCard(id=m, owned_by="slimserve-gateway") for m in gw.model_names() if m not in gw.tiers]
         cards += [ModelCard(id=t, tier=t, price_per_1m_output_tokens_usd=gw.prices[t][1]) for t in gw.tiers]
         return ModelList(data=cards).model_dump()
 

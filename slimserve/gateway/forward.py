@@ -130,12 +130,12 @@ class LocalTier:
             await resp.aclose()
 
 
-def _litellm():
+def _litellm(tier: str):
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # offline: litellm's bundled price map
     try:
         import litellm
     except ImportError as e:
-        raise TierFailed("?", "error", f"external tiers need litellm (pip install litellm): {e}") from None
+        raise TierFailed(tier, "error", f"external tiers need litellm (pip install litellm): {e}") from None
     return litellm
 
 
@@ -158,7 +158,7 @@ class ExternalTier:
         if env:
             raise TierFailed(spec.name, "missing_key", f"the environment variable {env} is not set (external keys "
                              f"are read from the gateway's environment, never from its config)")  # fmt: skip
-        litellm = _litellm()
+        litellm = _litellm(spec.name)
         kw = {k: v for k, v in body.items() if k not in ("model", "stream")}
         kw.update(spec.litellm_params, model=spec.model, timeout=spec.timeout_s, stream=stream)
         if spec.api_key_env:

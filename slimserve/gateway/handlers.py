@@ -154,6 +154,7 @@ async def _relay(gw, kind: str, answer, include_usage: bool, keep, slot: Slot):
         yield sse(ProtocolError(502, f"tier '{answer.tier}' failed mid-stream: {type(e).__name__}: {e}").body())
         yield DONE
     finally:
+        await answer.events.aclose()  # a client gone mid-stream: the tier's stream (and its slot there) ends too
         slot.release()
         gw.count(answer.tier, usage)
         if keep is not None and ok and finish is not None:
