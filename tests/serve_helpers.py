@@ -46,11 +46,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running(app, timeout_s: float = 60.0):
-    """Serve a FastAPI app with uvicorn on a free 127.0.0.1 port in a thread; yields the base URL (no /v1)."""
+def running(app, timeout_s: float = 60.0, port: int | None = None):
+    """Serve a FastAPI app with uvicorn on a free 127.0.0.1 port (or `port`) in a thread; yields the base URL (no
+    /v1)."""
     import uvicorn
 
-    port = free_port()
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     t = threading.Thread(target=server.run, daemon=True)
     t.start()

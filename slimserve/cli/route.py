@@ -1,6 +1,5 @@
-"""slimserve route init|fit|eval|cache-eval: the flags are the keyword arguments of slimserve.gateway.
-
-The OpenAI-compatible gateway (`route serve`) is not built yet."""
+"""slimserve route init|fit|eval|serve|cache-eval: the flags are the keyword arguments of slimserve.gateway
+(`route serve`: slimserve.gateway.app.serve)."""
 
 from __future__ import annotations
 
@@ -35,6 +34,7 @@ def register(sub) -> None:
         epilog="examples:\n  slimserve route init --catalog catalog -o router.yaml\n"
         "  slimserve route fit router.yaml --data arc_easy\n"
         "  slimserve route eval router.yaml --data arc_easy --split test\n"
+        "  slimserve route serve router.yaml --port 8100\n"
         "  slimserve route cache-eval router.yaml",
     )
     rs = r.add_subparsers(dest="route_command", metavar="SUBCOMMAND", required=True)
@@ -58,6 +58,18 @@ def register(sub) -> None:
     e.add_argument("--json", default=None, help="also write the report as JSON here")
     e.add_argument("--md", default=None, help="also write the markdown table here")
     e.set_defaults(func=eval_cmd)
+
+    s = rs.add_parser("serve", help="OpenAI-compatible gateway: model=auto or router-<name>, fallback, cache")
+    s.add_argument("config", help="gateway config YAML (from slimserve route init)")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    s.add_argument("--port", type=int, default=8100, help="port (default: 8100; 0: any free port)")
+    s.add_argument("--api-key", default=None, help="clients must send 'Authorization: Bearer KEY'")
+    s.add_argument("--max-concurrency", type=int, default=64, help="requests forwarded at once (default: 64)")
+    s.add_argument(
+        "--max-waiting", type=int, default=256, help="requests that wait beyond those before 429s (default: 256)"
+    )
+    catalog_arg(s)
+    s.set_defaults(func=serve_cmd)
 
     c = rs.add_parser("cache-eval", help="semantic cache hit and false-hit rates per threshold on GLUE MRPC pairs")
     c.add_argument("config", nargs="?", default=None, help="gateway config YAML: its cache threshold is calibrated")
@@ -98,6 +110,19 @@ def eval_cmd(args) -> int:
     command = "slimserve " + shlex.join(sys.argv[1:]) if sys.argv and sys.argv[0] else None
     report = api.evaluate(args.config, split=args.split, command=command, **_common(args))
     return _emit(report, api.markdown(report), args)
+
+
+def serve_cmd(args) -> int:
+    from ..errors import UserError
+    from ..gateway.app import serve
+
+    for flag_, v, lo in (("--port", args.port, 0), ("--max-concurrency", args.max_concurrency, 1),
+                         ("--max-waiting", args.max_waiting, 0)):  # fmt: skip
+        if v < lo or (flag_ == "--port" and v > 65535):
+            raise UserError(f"{flag_} {v} is out of range", field=flag_, allowed="0-65535" if lo == 0 else ">= 1")
+    serve(args.config, host=args.host, port=args.port, api_key=args.api_key, catalog=args.catalog,
+          max_concurrency=args.max_concurrency, max_waiting=args.max_waiting)  # fmt: skip
+    return 0
 
 
 def cache_eval_cmd(args) -> int:

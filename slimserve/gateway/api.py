@@ -67,24 +67,33 @@ def load(cfg_path: str | Path, catalog: Any = None) -> tuple[C.GatewayConfig, An
 # --------------------------------------------------------------------------------------------------------- prices
 
 
-def tier_price(tier: C.TierSpec, cat: Any) -> tuple[float | None, str | None]:
-    """(blended $/1M, target id) from the catalog's measured prices, or the external tier's list price."""
+def tier_prices(tier: C.TierSpec, cat: Any) -> tuple[float | None, float | None, str | None]:
+    """($/1M input, $/1M output, target id): the catalog's cheapest measured target of a local tier's variant, or
+    the external tier's list price; None where unknown."""
     if tier.kind == "external":
-        if tier.usd_per_1m_input is None or tier.usd_per_1m_output is None:
-            return None, tier.model
-        return BLEND_INPUT_SHARE * tier.usd_per_1m_input + (1 - BLEND_INPUT_SHARE) * tier.usd_per_1m_output, tier.model
+        return tier.usd_per_1m_input, tier.usd_per_1m_output, tier.model
     if not tier.variant or cat is None:
-        return None, None
+        return None, None, None
     from ..router.api import collect
 
     found = [t for t in collect(cat, include_rejected=True, quiet=True).targets if t.variant == tier.variant]
     found = [t for t in found if tier.target is None or t.target == tier.target]
     if not found:
-        return None, None
-    best = min(
-        found, key=lambda t: BLEND_INPUT_SHARE * t.usd_per_1m_input + (1 - BLEND_INPUT_SHARE) * t.usd_per_1m_output
-    )
-    return BLEND_INPUT_SHARE * best.usd_per_1m_input + (1 - BLEND_INPUT_SHARE) * best.usd_per_1m_output, best.id
+        return None, None, None
+    best = min(found, key=lambda t: blend(t.usd_per_1m_input, t.usd_per_1m_output))
+    return best.usd_per_1m_input, best.usd_per_1m_output, best.id
+
+
+def blend(usd_in: float | None, usd_out: float | None) -> float | None:
+    if usd_in is None or usd_out is None:
+        return None
+    return BLEND_INPUT_SHARE * usd_in + (1 - BLEND_INPUT_SHARE) * usd_out
+
+
+def tier_price(tier: C.TierSpec, cat: Any) -> tuple[float | None, str | None]:
+    """(blended $/1M, target id) from the catalog's measured prices, or the external tier's list price."""
+    usd_in, usd_out, ref = tier_prices(tier, cat)
+    return blend(usd_in, usd_out), ref
 
 
 # ----------------------------------------------------------------------------------------------------------- init

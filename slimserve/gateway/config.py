@@ -47,6 +47,10 @@ class TierSpec(_Strict):
     usd_per_1m_input: float | None = Field(None, ge=0)  # external list price (local prices are measured)
     usd_per_1m_output: float | None = Field(None, ge=0)
     timeout_s: float = Field(60.0, gt=0)
+    # tiers `route serve` tries, in order, when this one errors, times out or answers 429 (default: the tiers after
+    # it in the config's order; [] for none). An external tier never falls back to a local one unless
+    # allow_local_fallback is set.
+    fallbacks: list[str] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> TierSpec:
@@ -171,7 +175,7 @@ class GatewayConfig(_Strict):
     routers: list[RouterSpec] = Field(default_factory=list)
     default_router: str | None = None
     cache: CacheConfig = CacheConfig()
-    allow_local_fallback: bool = False  # a missing external key may fall back to a local tier
+    allow_local_fallback: bool = False  # an external tier that fails (or lacks its key) may fall back to a local one
     scores_dir: str | None = None  # per-item scores of `route fit/eval` (default: <config dir>/route-scores)
     fitted_on: dict[str, Any] | None = None  # written by fit: {data, split, n, weak, strong}
 
@@ -189,6 +193,15 @@ class GatewayConfig(_Strict):
 
     def tier(self, name: str) -> TierSpec:
         return next(t for t in self.tiers if t.name == name)
+
+    def fallback_chain(self, name: str) -> list[str]:
+        """The tier, then the tiers tried after it, in order (external tiers skip local ones unless allowed)."""
+        first = self.tier(name)
+        names = [t.name for t in self.tiers]
+        rest = first.fallbacks if first.fallbacks is not None else names[names.index(name) + 1 :]
+        if first.kind == "external" and not self.allow_local_fallback:
+            rest = [n for n in rest if self.tier(n).kind == "external"]
+        return [name] + [n for n in rest if n != name]
 
     def router(self, name: str) -> RouterSpec:
         for r in self.routers:
@@ -210,7 +223,17 @@ def _loc(loc: tuple) -> str:
 
 def _check_refs(cfg: GatewayConfig, file: str) -> list[UserError]:
     tiers = [t.name for t in cfg.tiers]
-    errs = []
+    errs = [
+        UserError(
+            f"tier '{t.name}' falls back to tier '{name}'",
+            file=file,
+            field=f"tiers[{i}].fallbacks",
+            allowed=[n for n in tiers if n != t.name],
+        )  # fmt: skip
+        for i, t in enumerate(cfg.tiers)
+        for name in t.fallbacks or []
+        if name not in tiers or name == t.name
+    ]
     for i, r in enumerate(cfg.routers):
         for name in router_tiers(r):
             if name not in tiers:

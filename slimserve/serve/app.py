@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import time
 
 from fastapi import Request  # module level: the routes' annotations resolve against this module
@@ -30,6 +29,7 @@ from .protocol import (
     ModelList,
     ProtocolError,
     Usage,
+    check_api_key,
     install_error_handlers,
     new_id,
     now,
@@ -86,14 +86,7 @@ class Job:
 
 
 def _check_key(cfg: ServeConfig, request) -> None:
-    if cfg.api_key is None:
-        return
-    got = request.headers.get("authorization", "")
-    token = got[7:].strip() if got.lower().startswith("bearer ") else ""
-    if not hmac.compare_digest(token.encode(), cfg.api_key.encode()):
-        raise ProtocolError(
-            401, "Incorrect API key provided (send it as 'Authorization: Bearer KEY')", code="invalid_api_key"
-        )
+    check_api_key(cfg.api_key, request.headers)
 
 
 def _ready(state: ServerState) -> None:

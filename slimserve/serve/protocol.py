@@ -12,6 +12,7 @@ parameter is a 400 that names it, never silently ignored. Every error body is
 
 from __future__ import annotations
 
+import hmac
 import json
 import time
 import uuid
@@ -121,6 +122,18 @@ def parse_request(model: type[BaseModel], raw: bytes | str) -> Any:
         return model.model_validate(data)
     except ValidationError as e:
         raise validation_error(e) from e
+
+
+def check_api_key(expected: str | None, headers) -> None:
+    """401 unless the request sends `Authorization: Bearer <expected>` (no key configured: anything goes)."""
+    if expected is None:
+        return
+    got = headers.get("authorization", "")
+    token = got[7:].strip() if got.lower().startswith("bearer ") else ""
+    if not hmac.compare_digest(token.encode(), expected.encode()):
+        raise ProtocolError(
+            401, "Incorrect API key provided (send it as 'Authorization: Bearer KEY')", code="invalid_api_key"
+        )
 
 
 def install_error_handlers(app) -> None:
