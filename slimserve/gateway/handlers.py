@@ -148,6 +148,9 @@ async def _relay(gw, kind: str, answer, include_usage: bool, keep, slot: Slot):
                 if not ev.get("choices") and not include_usage:
                     continue  # the gateway asked for usage (cost counters); this client did not
             yield sse(ev)
+        if keep is not None and ok and finish is not None:  # before [DONE]: the client's next request may hit it
+            await asyncio.to_thread(keep, _assembled(kind, first, "".join(parts), finish, usage, answer.tier))
+            keep = None
         yield DONE
     except Exception as e:  # noqa: BLE001 (the status line is sent: the error goes out as an event)
         ok = False
@@ -157,8 +160,6 @@ async def _relay(gw, kind: str, answer, include_usage: bool, keep, slot: Slot):
         await answer.events.aclose()  # a client gone mid-stream: the tier's stream (and its slot there) ends too
         slot.release()
         gw.count(answer.tier, usage)
-        if keep is not None and ok and finish is not None:
-            await asyncio.to_thread(keep, _assembled(kind, first, "".join(parts), finish, usage, answer.tier))
 
 
 async def _replay(kind: str, entry: dict, include_usage: bool):
