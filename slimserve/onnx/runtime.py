@@ -33,10 +33,6 @@ def session_options(threads: int | None):
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3  # the overridable `logits_range` initializer warns on every load
-    import os
-
-    if os.environ.get("SLIMSERVE_ORT_SPIN") == "0":  # EXPERIMENT
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return so
 
 
