@@ -38,15 +38,17 @@ def stack(tmp_path_factory):
         lps = [t["logprob"] for t in weak["choices"][0]["logprobs"]["content"]]
         mean, low = float(np.mean(lps)), float(min(lps))
 
-        def cascade(name, threshold, signal="mean_logprob"):
-            return {"name": name, "kind": "cascade", "tiers": ["nano", "strong"], "signal": signal,
+        def cascade(name, threshold, signal="mean_logprob", tiers=("nano", "strong")):
+            return {"name": name, "kind": "cascade", "tiers": list(tiers), "signal": signal,
                     "threshold": threshold}  # fmt: skip
 
         cfg = {
             "catalog": str(cat),
             "tiers": [{"name": "nano", "variant": "onnx", "api_base": tier + "/v1"},
+                      {"name": "mid", "variant": "onnx", "api_base": tier + "/v1"},
                       {"name": "strong", "variant": "ref", "model": "ref", "api_base": tier + "/v1"}],
             "routers": [cascade("up", mean + 0.25), cascade("keep", mean - 0.25), cascade("minup", low + 0.1, "min_logprob"),
+                        cascade("chain", mean + 0.25, tiers=("nano", "mid", "strong")),
                         {"name": "margin", "kind": "cascade", "tiers": ["nano", "strong"]}],
             "cache": {"enabled": False},
         }  # fmt: skip
@@ -118,3 +120,21 @@ def test_margin_cascade_cannot_serve_and_says_what_to_set(client):
         ask(client, "margin")
     assert e.value.status_code == 503 and e.value.body["code"] == "router_unready"
     assert "mean_logprob" in e.value.message
+
+
+def test_three_tiers_escalate_one_at_a_time_and_completions_cascade_too(client, stack):
+    url, _, mean, _ = stack
+    raw = ask(client, "chain")
+    assert raw.headers["x-slimserve-route"] == "strong"
+    steps = raw.headers["x-slimserve-reason"].split("; ")
+    assert [s.rsplit(" -> ", 1)[1] for s in steps] == ["mid", "strong"]  # mid answers as nano does: escalates too
+    for frm, to in (("nano", "mid"), ("mid", "strong")):
+        assert metric(url, "slimserve_gateway_cascade_escalations_total", router="chain", from_tier=frm,
+                      to_tier=to) == 1  # fmt: skip
+    assert metric(url, "slimserve_gateway_cascade_discarded_tokens_total", tier="mid", kind="completion") == N
+    for router, threshold in (("up", mean + 0.25), ("keep", mean - 0.25)):  # the chat answer's, not this prompt's
+        c = client.completions.with_raw_response.create(model=f"router-{router}", prompt="It is a truth",
+                                                        max_tokens=N, temperature=0)  # fmt: skip
+        score, route = float(c.headers["x-slimserve-score"]), c.headers["x-slimserve-route"]
+        assert score < 0 and route == ("strong" if score < threshold else "nano"), (router, score, threshold)
+        assert c.parse().router_model_name == route and c.parse().choices[0].logprobs is None
