@@ -190,7 +190,7 @@ def _submit(state: ServerState, m: ServedModel, req, ids: list[int], stop_ids, p
     max_new = _budget(state.cfg, m, ids, req.token_limit, prompt_field)
     job = Job(asyncio.get_running_loop(), m, req.stops, state.metrics)
     params = SamplingParams(temperature=req.temperature or 0.0, top_p=req.top_p, seed=req.seed,
-                            logprobs=req.logprobs not in (None, False))  # chat: true; completions: 0  # fmt: skip
+                            logprobs=req.logprobs is not None and req.logprobs is not False)  # chat: true; completions: 0  # fmt: skip
     job.gen = GenRequest(ids=ids, max_new=max_new, params=params, stop_ids=frozenset(stop_ids),
                          on_token=job.on_token, on_done=job.on_done, timeout_s=state.cfg.request_timeout_s)  # fmt: skip
     try:
