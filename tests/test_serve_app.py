@@ -201,3 +201,50 @@ def test_disconnect_mid_stream_frees_the_slot(cat):
         assert sched.running == 0
         r = httpx.post(u + "/v1/chat/completions", json={**body, "max_tokens": 3, "stream": False}, timeout=60)
         assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 3
+
+
+def _greedy_logprobs(path, ids: list[int], n: int) -> tuple[list[int], list[float]]:
+    """n greedy tokens from a direct PyTorch forward of the variant, and each one's log_softmax of its logits."""
+    import torch
+
+    from slimserve.loaders import load_variant
+
+    model, _, _ = load_variant(path, "cpu")
+    toks, lps = [], []
+    with torch.inference_mode():
+        for _ in range(n):
+            logp = torch.log_softmax(model(input_ids=torch.tensor([ids + toks])).logits[0, -1].double(), -1)
+            toks.append(int(logp.argmax()))
+            lps.append(float(logp[toks[-1]]))
+    return toks, lps
+
+
+@pytest.mark.parametrize("model", ["onnx", "ref"])
+def test_chat_logprobs_are_log_softmax_of_the_models_logits_streamed_or_not(url, cat, model):
+    from transformers import AutoTokenizer
+
+    from slimserve.generate import prompt_ids
+
+    tok = AutoTokenizer.from_pretrained(cat / "onnx")
+    toks, lps = _greedy_logprobs(cat / "ref", prompt_ids(tok, HI), 6)
+    r = chat(url, model=model, max_tokens=6, logprobs=True).json()
+    content = r["choices"][0]["logprobs"]["content"]
+    assert [c["token"] for c in content] == [tok.decode([t]) for t in toks]
+    assert [c["logprob"] for c in content] == pytest.approx(lps, abs=2e-4)
+    assert all(c["top_logprobs"] == [] and bytes(c["bytes"]).decode() == c["token"] for c in content)
+    assert "".join(c["token"] for c in content) == r["choices"][0]["message"]["content"]
+    evs = events(chat(url, model=model, max_tokens=6, logprobs=True, stream=True).text)[:-1]
+    streamed = [c for e in evs for c in ((e["choices"][0].get("logprobs") or {}).get("content") or [])]
+    assert streamed == content
+    assert chat(url, model=model, max_tokens=3).json()["choices"][0]["logprobs"] is None  # only when asked
+
+
+def test_completion_logprobs_zero_and_unsupported_alternatives_are_400s(url):
+    body = {"model": "onnx", "prompt": "It is a truth", "max_tokens": 5, "logprobs": 0}
+    lp = httpx.post(url + "/v1/completions", json=body, timeout=60).json()["choices"][0]["logprobs"]
+    assert len(lp["tokens"]) == len(lp["token_logprobs"]) == 5 and all(v <= 0 for v in lp["token_logprobs"])
+    assert lp["text_offset"][0] == 0 and lp["text_offset"][1] == len(lp["tokens"][0])
+    for path, extra, param in (("/v1/chat/completions", {"messages": HI, "logprobs": True, "top_logprobs": 2},
+                                "top_logprobs"), ("/v1/completions", {"prompt": "x", "logprobs": 3}, "logprobs")):  # fmt: skip
+        r = httpx.post(url + path, json={"model": "onnx", **extra}, timeout=60)
+        assert r.status_code == 400 and r.json()["error"]["param"] == param, r.text

@@ -115,8 +115,22 @@ class Gateway:
 
     # ------------------------------------------------------------------------------------------------------ cost
 
-    def count(self, tier: str | None, usage: dict | None, *, cached: bool = False) -> None:
-        """Tokens, cost at the tier that answered (0 for a cache hit) and the baseline at the priciest tier."""
+    def discard(self, tier: str, usage: dict | None) -> float:
+        """Count a cascade answer thrown away on escalation; its estimated cost (0 when unpriced), for count()."""
+        pt, ct = int((usage or {}).get("prompt_tokens") or 0), int((usage or {}).get("completion_tokens") or 0)
+        for kind, n in (("prompt", pt), ("completion", ct)):
+            self.metrics.discarded.labels(tier, kind).inc(n)
+            self.metrics.tokens.labels(tier, kind).inc(n)
+        own = self.prices.get(tier, (None, None))
+        if None in own:
+            return 0.0
+        cost = (own[0] * pt + own[1] * ct) / 1e6
+        self.metrics.discarded_cost.inc(cost)
+        return cost
+
+    def count(self, tier: str | None, usage: dict | None, *, cached: bool = False, extra_usd: float = 0.0) -> None:
+        """Tokens, cost at the tier that answered (0 for a cache hit; plus extra_usd, a cascade's discarded answers)
+        and the baseline at the priciest tier."""
         if not usage:
             self.metrics.unpriced.labels(tier or "?").inc()
             return
@@ -129,7 +143,7 @@ class Gateway:
         if top is None or None in own:
             self.metrics.unpriced.labels(tier or "?").inc()
             return
-        cost = (own[0] * pt + own[1] * ct) / 1e6
+        cost = (own[0] * pt + own[1] * ct) / 1e6 + extra_usd
         base = (top[0] * pt + top[1] * ct) / 1e6
         self.metrics.cost.inc(cost)
         self.metrics.baseline.inc(base)
@@ -147,6 +161,11 @@ class Gateway:
         """Try each router once (loads the embedder, reads fitted files); say which cannot route and why."""
         probe = RouteRequest.from_prompt("hello")
         for name, r in self.routers.items():
+            why = r.unservable() if hasattr(r, "unservable") else None
+            if why:
+                self.broken[name] = why
+                print(f"note: router '{name}' cannot route: {why}", file=sys.stderr, flush=True)
+                continue
             try:
                 r.decide(probe)
             except Exception as e:  # noqa: BLE001 (an unfitted or broken router: its requests get 503 saying why)

@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS cache (
 CREATE INDEX IF NOT EXISTS cache_exact ON cache (exact);
 CREATE INDEX IF NOT EXISTS cache_scope ON cache (scope);
 """
-SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "n", "tools")
+SAMPLING_KEYS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed", "n", "tools",
+                 "logprobs", "top_logprobs")  # fmt: skip
 
 
 def scope_of(model: str, body: dict) -> str:

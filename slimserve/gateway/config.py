@@ -133,13 +133,14 @@ class ThresholdRouter(_Strict):
 
 
 class CascadeRouter(_Strict):
-    """The weak tier answers first; its confidence (choice margin, or mean token log-prob when generating) below
-    `threshold` escalates to the next tier. The weak tier's tokens are paid for either way."""
+    """The weak tier answers first; its confidence (choice margin, or the mean / min token log-prob when generating)
+    below `threshold` escalates to the next tier. The weak tier's tokens are paid for either way. `route serve` sees
+    generations only: there the signal must be mean_logprob or min_logprob, and threshold a log-prob (e.g. -1.5)."""
 
     name: str
     kind: Literal["cascade"]
     tiers: list[str] = Field(min_length=2)
-    signal: Literal["margin", "mean_logprob"] = "margin"
+    signal: Literal["margin", "mean_logprob", "min_logprob"] = "margin"
     threshold: float | None = None  # confidence below this escalates; set by fit from strong_share
     strong_share: Unit = 0.3
 

@@ -3,6 +3,10 @@
 Non-streamed answers are the tier's body plus `router_model_name`; streamed ones pass every event through with
 `router_model_name` added. A cache hit replays the stored answer (as one chunk when streamed). What a stream said is
 assembled into a completion so that the cache can keep it too.
+
+A cascade router asks its tiers in order, each non-streamed with logprobs on, and keeps the first answer whose
+confidence reaches the threshold (a kept answer the client wanted streamed is replayed as a stream); the last tier
+gets the client's request as it is, streamed if asked. The discarded answers are counted and paid for.
 """
 
 from __future__ import annotations
@@ -88,24 +92,68 @@ async def handle(gw, kind: str, req) -> Any:
                 return JSONResponse(entry["response"], headers=headers)
         decision = await asyncio.to_thread(gw.decide, router, tier, _route_request(kind, body))
         gw.metrics.routed.labels(router or "-", decision.target).inc()
-        answer, failed = await gw.forward(decision.target, kind, body, stream)
+        extra = 0.0
+        if router is not None and gw.routers[router].kind == "cascade":
+            answer, failed, score, why, extra = await _cascade(gw, router, kind, body, stream)
+        else:
+            answer, failed = await gw.forward(decision.target, kind, body, stream)
+            score, why = decision.score, decision.reason
         gw.metrics.answered.labels(answer.tier).inc()
-        headers = _headers(answer.tier, decision.score, "miss", router, failed)
-        headers["x-slimserve-reason"] = decision.reason.encode("ascii", "replace").decode()[:300]
-        keep = (lambda resp: gw.cache.put(scope, prompt, {"route": answer.tier, "score": decision.score,
+        headers = _headers(answer.tier, score, "miss", router, failed)
+        headers["x-slimserve-reason"] = why.encode("ascii", "replace").decode()[:300]
+        keep = (lambda resp: gw.cache.put(scope, prompt, {"route": answer.tier, "score": score,
                                                          "response": resp})) if use_cache else None  # fmt: skip
-        if stream:
-            events = _relay(gw, kind, answer, req.include_usage, keep, slot)
+        if stream and answer.events is not None:
+            events = _relay(gw, kind, answer, req.include_usage, keep, slot, extra)
             slot = None  # the stream releases it
             return _stream(events, headers)
         out = {**answer.body, "router_model_name": answer.tier}
-        gw.count(answer.tier, out.get("usage"))
+        gw.count(answer.tier, out.get("usage"), extra_usd=extra)
         if keep is not None:
             await asyncio.to_thread(keep, out)
+        if stream:  # a cascade's kept (non-streamed) answer, replayed
+            return _stream(_replay(kind, {"response": out, "route": answer.tier}, req.include_usage), headers)
         return JSONResponse(out, headers=headers)
     finally:
         if slot is not None:
             slot.release()
+
+
+def _probe(kind: str, body: dict) -> dict:
+    """The client's request as a cascade asks a tier that may be overruled: whole, with the tokens' log-probs."""
+    out = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
+    out["logprobs"] = True if kind == "chat" else 0
+    return out
+
+
+def _wanted_logprobs(kind: str, body: dict) -> bool:
+    return bool(body.get("logprobs")) if kind == "chat" else body.get("logprobs") is not None
+
+
+async def _cascade(gw, router: str, kind: str, body: dict, stream: bool):
+    """(answer, failed tiers, confidence, reason, cost of the discarded answers) of a cascade router."""
+    r = gw.routers[router]
+    tiers = r.spec.tiers
+    level, failed, reasons, score, extra = 0, [], [], None, 0.0
+    while True:
+        if level + 1 >= len(tiers):  # nothing above to escalate to: the client's request as it is
+            answer, more = await gw.forward(tiers[level], kind, body, stream)
+            return answer, failed + more, score, "; ".join(reasons) or "cascade: the last tier", extra
+        answer, more = await gw.forward(tiers[level], kind, _probe(kind, body), False)
+        failed += more
+        level = tiers.index(answer.tier) if answer.tier in tiers else level  # a fallback may have answered
+        score = r.confidence(kind, answer.body)
+        up = r.escalate(score, level)
+        if up is None:
+            if not _wanted_logprobs(kind, body):
+                for ch in answer.body.get("choices") or []:
+                    ch["logprobs"] = None  # asked for the confidence; the client did not ask
+            reasons.append(r.kept(score, answer.tier) if score is not None else f"cascade: kept {answer.tier}")
+            return answer, failed, score, "; ".join(reasons), extra
+        gw.metrics.escalations.labels(router, answer.tier, up.target).inc()
+        extra += gw.discard(answer.tier, answer.body.get("usage"))
+        reasons.append(up.reason)
+        level = tiers.index(up.target)
 
 
 def _stream(events, headers: dict):
@@ -126,7 +174,7 @@ def _assembled(kind: str, first: dict | None, text: str, finish: str | None, usa
     return {**head, "object": "text_completion", "choices": [choice], "usage": usage, "router_model_name": tier}
 
 
-async def _relay(gw, kind: str, answer, include_usage: bool, keep, slot: Slot):
+async def _relay(gw, kind: str, answer, include_usage: bool, keep, slot: Slot, extra_usd: float = 0.0):
     """Pass the tier's events through with router_model_name; count and cache what it said once it ends."""
     parts: list[str] = []
     first = finish = usage = None
@@ -159,7 +207,7 @@ async def _relay(gw, kind: str, answer, include_usage: bool, keep, slot: Slot):
     finally:
         await answer.events.aclose()  # a client gone mid-stream: the tier's stream (and its slot there) ends too
         slot.release()
-        gw.count(answer.tier, usage)
+        gw.count(answer.tier, usage, extra_usd=extra_usd)
 
 
 async def _replay(kind: str, entry: dict, include_usage: bool):
@@ -171,11 +219,13 @@ async def _replay(kind: str, entry: dict, include_usage: bool):
     if kind == "chat":
         text = (choice.get("message") or {}).get("content") or ""
         obj = "chat.completion.chunk"
-        body = {"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": None, "logprobs": None}
+        body = {"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": None,
+                "logprobs": choice.get("logprobs")}  # fmt: skip
         end = {"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason"), "logprobs": None}
     else:
         obj = "text_completion"
-        body = {"index": 0, "text": choice.get("text") or "", "finish_reason": None, "logprobs": None}
+        body = {"index": 0, "text": choice.get("text") or "", "finish_reason": None,
+                "logprobs": choice.get("logprobs")}  # fmt: skip
         end = {"index": 0, "text": "", "finish_reason": choice.get("finish_reason"), "logprobs": None}
     yield sse({**head, "object": obj, "choices": [body]})
     yield sse({**head, "object": obj, "choices": [end]})

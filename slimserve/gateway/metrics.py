@@ -3,7 +3,9 @@
 Cost saved is an estimate: for every answered request, the price of its tokens at the most expensive priced tier
 minus their price at the tier that answered (a cache hit costs nothing). Prices are $/1M input and output tokens from
 the catalog's measurements (local tiers) or the config's list prices (external tiers); a request answered by a tier
-without a price is counted in `slimserve_gateway_unpriced_requests` instead.
+without a price is counted in `slimserve_gateway_unpriced_requests` instead. A cascade's discarded answers (the
+weak tiers' tokens before an escalation) are paid for: they count in the cost, and on their own in
+`slimserve_gateway_cascade_discarded_tokens` / `_cost_usd`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ class GatewayMetrics:
                              registry=r)  # fmt: skip
         self.unpriced = Counter("slimserve_gateway_unpriced_requests", "answers whose tier (or the baseline) has no "
                                 "price, left out of the cost counters", ["tier"], registry=r)  # fmt: skip
+        self.escalations = Counter("slimserve_gateway_cascade_escalations", "cascade answers not confident enough, "
+                                   "passed on to the next tier", ["router", "from_tier", "to_tier"], registry=r)  # fmt: skip
+        self.discarded = Counter("slimserve_gateway_cascade_discarded_tokens", "tokens of cascade answers thrown away "
+                                 "on escalation", ["tier", "kind"], registry=r)  # fmt: skip
+        self.discarded_cost = Counter("slimserve_gateway_cascade_discarded_cost_usd", "estimated cost of the "
+                                      "discarded cascade answers (part of the cost counter)", registry=r)  # fmt: skip
         self.in_flight = Gauge("slimserve_gateway_requests_in_flight", "requests being answered or waiting",
                                registry=r)  # fmt: skip
 

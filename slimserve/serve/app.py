@@ -20,14 +20,17 @@ from .protocol import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
+    ChoiceLogprobs,
     ChunkChoice,
     Completion,
     CompletionChoice,
+    CompletionLogprobs,
     CompletionRequest,
     Delta,
     ModelCard,
     ModelList,
     ProtocolError,
+    TokenLogprob,
     Usage,
     check_api_key,
     install_error_handlers,
@@ -46,7 +49,11 @@ ROUTES = ("/health", "/metrics", "/v1/models", "/v1/chat/completions", "/v1/comp
 
 
 class Job:
-    """One request in flight: the scheduler thread pushes text into an asyncio queue the handler reads."""
+    """One request in flight: the scheduler thread pushes text into an asyncio queue the handler reads.
+
+    With logprobs, each text piece carries the (token, logprob) pairs of the tokens since the previous piece (a
+    piece held back for a stop string or half a character waits, and so do its tokens); the end carries the rest.
+    """
 
     def __init__(self, loop, m: ServedModel, stops: list[str], metrics: Metrics):
         self.loop, self.m, self.metrics = loop, m, metrics
@@ -55,6 +62,8 @@ class Job:
         self.t0 = time.monotonic()
         self.last: float | None = None
         self.gen: GenRequest | None = None
+        self.pending: list[tuple[int, float]] = []
+        self.offset = 0  # characters of token text already given offsets (completions' text_offset)
 
     def on_token(self, tok: int) -> bool:  # scheduler thread
         t = time.monotonic()
@@ -63,14 +72,41 @@ class Job:
         else:
             self.metrics.itl.labels(self.m.name).observe(t - self.last)
         self.last = t
+        if self.gen.params.logprobs:
+            self.pending.append((tok, self.gen.logprobs[-1]))
         piece, stopped = self.text.push(tok)
         if piece:
-            self.loop.call_soon_threadsafe(self.q.put_nowait, ("text", piece))
+            self.loop.call_soon_threadsafe(self.q.put_nowait, ("text", (piece, self._take())))
         return stopped
 
     def on_done(self, reason: str, error: BaseException | None) -> None:  # scheduler thread
         tail = self.text.flush() if reason in (FINISH_STOP, FINISH_LENGTH) else ""
-        self.loop.call_soon_threadsafe(self.q.put_nowait, ("done", (tail, reason, error)))
+        self.loop.call_soon_threadsafe(self.q.put_nowait, ("done", (tail, reason, error, self._take())))
+
+    def _take(self) -> list[tuple[int, float]]:
+        out, self.pending = self.pending, []
+        return out
+
+    def chat_logprobs(self, pairs: list[tuple[int, float]]) -> ChoiceLogprobs | None:
+        """OpenAI's chat logprobs of these tokens (None when the request did not ask)."""
+        if not self.gen.params.logprobs:
+            return None
+        dec = self.m.tokenizer.decode
+        out = []
+        for tok, lp in pairs:
+            text = dec([tok])
+            out.append(TokenLogprob(token=text, logprob=lp, bytes=list(text.encode())))
+        return ChoiceLogprobs(content=out)
+
+    def completion_logprobs(self, pairs: list[tuple[int, float]]) -> CompletionLogprobs | None:
+        if not self.gen.params.logprobs:
+            return None
+        tokens = [self.m.tokenizer.decode([tok]) for tok, _ in pairs]
+        offsets = []
+        for t in tokens:
+            offsets.append(self.offset)
+            self.offset += len(t)
+        return CompletionLogprobs(tokens=tokens, token_logprobs=[lp for _, lp in pairs], text_offset=offsets)
 
     def failure(self, reason: str, error: BaseException | None) -> ProtocolError:
         if reason == FINISH_TIMEOUT:
@@ -153,7 +189,8 @@ def _submit(state: ServerState, m: ServedModel, req, ids: list[int], stop_ids, p
 
     max_new = _budget(state.cfg, m, ids, req.token_limit, prompt_field)
     job = Job(asyncio.get_running_loop(), m, req.stops, state.metrics)
-    params = SamplingParams(temperature=req.temperature or 0.0, top_p=req.top_p, seed=req.seed)
+    params = SamplingParams(temperature=req.temperature or 0.0, top_p=req.top_p, seed=req.seed,
+                            logprobs=req.logprobs is not None and req.logprobs is not False)  # chat: true; completions: 0  # fmt: skip
     job.gen = GenRequest(ids=ids, max_new=max_new, params=params, stop_ids=frozenset(stop_ids),
                          on_token=job.on_token, on_done=job.on_done, timeout_s=state.cfg.request_timeout_s)  # fmt: skip
     try:
@@ -168,9 +205,11 @@ def _submit(state: ServerState, m: ServedModel, req, ids: list[int], stop_ids, p
     return job
 
 
-async def _collect(request, job: Job) -> tuple[str, str]:
-    """Wait for the whole answer (text, finish_reason); cancels the request if the client disconnects."""
+async def _collect(request, job: Job) -> tuple[str, str, list[tuple[int, float]]]:
+    """Wait for the whole answer (text, finish_reason, (token, logprob) pairs if asked); cancels the request if the
+    client disconnects."""
     parts: list[str] = []
+    pairs: list[tuple[int, float]] = []
     while True:
         try:
             kind, val = await asyncio.wait_for(job.q.get(), timeout=DISCONNECT_POLL_S)
@@ -180,16 +219,17 @@ async def _collect(request, job: Job) -> tuple[str, str]:
                 raise ProtocolError(499, "client closed the request") from None
             continue
         if kind == "text":
-            parts.append(val)
+            parts.append(val[0])
+            pairs += val[1]
             continue
-        tail, reason, error = val
+        tail, reason, error, rest = val
         if reason not in (FINISH_STOP, FINISH_LENGTH):
             raise job.failure(reason, error)
-        return "".join(parts) + tail, reason
+        return "".join(parts) + tail, reason, pairs + rest
 
 
 async def _events(job: Job, chunk, final, include_usage: bool):
-    """SSE body: chunk(text) per piece, final(finish_reason), the usage event if asked, then [DONE].
+    """SSE body: chunk(text, pairs) per piece, final(finish_reason), the usage event if asked, then [DONE].
 
     A client that goes away closes this generator: the finally block frees its slot.
     """
@@ -198,16 +238,16 @@ async def _events(job: Job, chunk, final, include_usage: bool):
         while True:
             kind, val = await job.q.get()
             if kind == "text":
-                yield sse(chunk(val))
+                yield sse(chunk(*val))
                 continue
-            tail, reason, error = val
+            tail, reason, error, rest = val
             finished = True
             if reason not in (FINISH_STOP, FINISH_LENGTH):
                 yield sse_error(job.failure(reason, error))
                 yield DONE
                 return
-            if tail:
-                yield sse(chunk(tail))
+            if tail or rest:
+                yield sse(chunk(tail, rest))
             yield sse(final(reason))
             if include_usage:
                 yield sse(final(None, usage=job.usage))
@@ -236,9 +276,10 @@ async def chat_completions(state: ServerState, request):
     if req.stream:
         cid, created = new_id("chatcmpl"), now()
 
-        def chunk(text: str | None, role=None) -> ChatCompletionChunk:
+        def chunk(text: str | None, pairs=(), role=None) -> ChatCompletionChunk:
+            lps = job.chat_logprobs(list(pairs)) if role is None else None
             return ChatCompletionChunk(id=cid, created=created, model=req.model,
-                                       choices=[ChunkChoice(delta=Delta(role=role, content=text))])  # fmt: skip
+                                       choices=[ChunkChoice(delta=Delta(role=role, content=text), logprobs=lps)])  # fmt: skip
 
         def final(reason, usage=None) -> ChatCompletionChunk:
             _count(state, job)
@@ -253,9 +294,9 @@ async def chat_completions(state: ServerState, request):
                 yield ev
 
         return _stream(body())
-    text, reason = await _collect(request, job)
+    text, reason, pairs = await _collect(request, job)
     _count(state, job)
-    choice = ChatChoice(message=AssistantMessage(content=text), finish_reason=reason)
+    choice = ChatChoice(message=AssistantMessage(content=text), finish_reason=reason, logprobs=job.chat_logprobs(pairs))
     return ChatCompletion(model=req.model, choices=[choice], usage=job.usage).model_dump()
 
 
@@ -267,8 +308,10 @@ async def completions(state: ServerState, request):
     if req.stream:
         cid, created = new_id("cmpl"), now()
 
-        def chunk(text: str) -> Completion:
-            return Completion(id=cid, created=created, model=req.model, choices=[CompletionChoice(text=text)])
+        def chunk(text: str, pairs=()) -> Completion:
+            lps = job.completion_logprobs(list(pairs))
+            return Completion(id=cid, created=created, model=req.model,
+                              choices=[CompletionChoice(text=text, logprobs=lps)])  # fmt: skip
 
         def final(reason, usage=None) -> Completion:
             _count(state, job)
@@ -276,9 +319,9 @@ async def completions(state: ServerState, request):
             return Completion(id=cid, created=created, model=req.model, choices=choices, usage=usage)
 
         return _stream(_events(job, chunk, final, req.include_usage))
-    text, reason = await _collect(request, job)
+    text, reason, pairs = await _collect(request, job)
     _count(state, job)
-    choice = CompletionChoice(text=text, finish_reason=reason)
+    choice = CompletionChoice(text=text, finish_reason=reason, logprobs=job.completion_logprobs(pairs))
     return Completion(model=req.model, choices=[choice], usage=job.usage).model_dump()
 
 

@@ -27,6 +27,7 @@ class SamplingParams:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
+    logprobs: bool = False  # the engine keeps each picked token's log-prob (read with `logprob(key)`)
 
 
 class Engine(Protocol):
@@ -42,15 +43,22 @@ class Engine(Protocol):
 
     def remove(self, key: Hashable) -> None: ...
 
+    def logprob(self, key: Hashable) -> float | None: ...  # the last picked token's, if its params asked
+
     def close(self) -> None: ...
 
 
 class _Picker:
-    """Per-sequence token picking: greedy rows in one argmax, sampled rows each with their own generator."""
+    """Per-sequence token picking: greedy rows in one argmax, sampled rows each with their own generator.
+
+    Rows whose params ask for logprobs get the picked token's log_softmax of the model's raw logits (before
+    temperature and top_p, as OpenAI reports them): one logsumexp over the vocabulary per such row and step.
+    """
 
     def __init__(self):
         self.params: dict[Hashable, SamplingParams] = {}
         self.rngs: dict[Hashable, np.random.Generator] = {}
+        self.logprobs: dict[Hashable, float] = {}
 
     def start(self, key: Hashable, p: SamplingParams) -> None:
         self.params[key] = p
@@ -59,6 +67,7 @@ class _Picker:
     def stop(self, key: Hashable) -> None:
         self.params.pop(key, None)
         self.rngs.pop(key, None)
+        self.logprobs.pop(key, None)
 
     def pick(self, keys: list[Hashable], logits: np.ndarray) -> list[int]:
         from ..onnx.decode import pick_token
@@ -68,7 +77,16 @@ class _Picker:
             p = self.params[k]
             if p.temperature > 0:
                 out[i] = int(pick_token(logits[i : i + 1], True, p.temperature, p.top_p, self.rngs[k])[0])
+            if p.logprobs:
+                self.logprobs[k] = token_logprob(logits[i], int(out[i]))
         return [int(t) for t in out]
+
+
+def token_logprob(logits: np.ndarray, token: int) -> float:
+    """log_softmax(logits)[token], in float64 (a stable logsumexp over one row)."""
+    row = np.asarray(logits, np.float64)
+    top = row.max()
+    return float(row[token] - top - np.log(np.exp(row - top).sum()))
 
 
 def _eos_ids(tokenizer, config_eos) -> set[int]:
@@ -130,6 +148,9 @@ class OnnxBatchEngine:
         self.rows.pop()
         self.picker.stop(key)
 
+    def logprob(self, key: Hashable) -> float | None:
+        return self.picker.logprobs.get(key)
+
     def close(self) -> None:
         self.runner.close()
 
@@ -181,6 +202,9 @@ class TorchEngine:
     def remove(self, key: Hashable) -> None:
         self.seqs.pop(key, None)
         self.picker.stop(key)
+
+    def logprob(self, key: Hashable) -> float | None:
+        return self.picker.logprobs.get(key)
 
     def close(self) -> None:
         self.seqs.clear()

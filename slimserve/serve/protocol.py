@@ -247,7 +247,15 @@ class _Sampling(_Request):
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)  # the newer name of max_tokens
-    logprobs: Literal[False] = False
+    logprobs: bool = False  # each answer token's log-prob in choices[0].logprobs.content
+    top_logprobs: int | None = None
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _no_top(cls, v: int | None) -> int | None:
+        if v:
+            raise ValueError("top_logprobs is not supported (only 0): logprobs gives the picked tokens' only")
+        return v
 
     @property
     def token_limit(self) -> int | None:
@@ -258,8 +266,15 @@ class CompletionRequest(_Sampling):
     prompt: str | list[str] | list[int]
     max_tokens: int | None = Field(default=16, ge=1)  # OpenAI's default for /v1/completions
     echo: Literal[False] = False
-    logprobs: None = None
+    logprobs: int | None = None  # 0: each answer token's log-prob (no alternatives)
     suffix: None = None
+
+    @field_validator("logprobs")
+    @classmethod
+    def _zero_only(cls, v: int | None) -> int | None:
+        if v not in (None, 0):
+            raise ValueError("only logprobs=0 is supported (the picked tokens' log-probs, no alternatives)")
+        return v
 
     @field_validator("prompt")
     @classmethod
@@ -297,6 +312,28 @@ class Usage(BaseModel):
         return cls(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
+class TokenLogprob(BaseModel):
+    """One answer token's log-prob, as OpenAI's chat API writes it (no alternatives: top_logprobs stays empty)."""
+
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+    top_logprobs: list[dict] = Field(default_factory=list)
+
+
+class ChoiceLogprobs(BaseModel):
+    content: list[TokenLogprob] | None = None
+
+
+class CompletionLogprobs(BaseModel):
+    """/v1/completions' logprobs shape; text_offset counts characters from the start of the answer."""
+
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict] | None = None
+    text_offset: list[int]
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str
@@ -306,7 +343,7 @@ class ChatChoice(BaseModel):
     index: int = 0
     message: AssistantMessage
     finish_reason: FinishReason
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 def new_id(prefix: str) -> str:
@@ -336,7 +373,7 @@ class ChunkChoice(BaseModel):
     index: int = 0
     delta: Delta
     finish_reason: FinishReason | None = None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(BaseModel):
@@ -355,7 +392,7 @@ class CompletionChoice(BaseModel):
     index: int = 0
     text: str
     finish_reason: FinishReason | None = None
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
 
 
 class Completion(BaseModel):

@@ -39,6 +39,7 @@ class GenRequest:
     """One sequence to generate. Callbacks run on the scheduler thread and must be quick.
 
     on_token(token) -> True ends the sequence with finish "stop" (e.g. its text reached a stop string).
+    With params.logprobs, `logprobs` holds each delivered token's log-prob (appended before on_token sees it).
     on_done(finish_reason, error) is called exactly once.
     """
 
@@ -55,6 +56,7 @@ class GenRequest:
     produced: int = 0
     last: int = -1
     first_token_at: float | None = None
+    logprobs: list[float] = field(default_factory=list)
 
     def cancel(self) -> None:
         """Ask the scheduler to end this sequence (client gone); it frees the slot before its next step."""
@@ -211,6 +213,9 @@ class Scheduler:
             return
         req.produced += 1
         req.last = tok
+        if req.params.logprobs:
+            lp = self.engine.logprob(req.key)
+            req.logprobs.append(float("nan") if lp is None else lp)
         try:
             stop = req.on_token(tok)
         except Exception as e:  # noqa: BLE001 (a failing consumer ends its own request only)
