@@ -1,9 +1,13 @@
+import os
 import shutil
 import sys
 
 import pytest
 
 from slimserve.testing import make_tiny_llama
+
+# litellm fetches its model price map from GitHub at import unless told to use its bundled copy (no network here)
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
 @pytest.fixture(scope="session")

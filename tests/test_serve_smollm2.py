@@ -1,7 +1,8 @@
 """Real SmolLM2 behind `slimserve serve`: the openai client (streaming and not), raw HTTP, and litellm.Router.
 
-Needs the int4 ONNX variant in $SLIMSERVE_SERVE_CATALOG (default /tmp/serve/catalog; build it with
-`slimserve build recipes/llama-tiers.yaml --variant smollm2-onnx-int4-gptq --catalog /tmp/serve/catalog`).
+Serves the int4 GPTQ ONNX variant from $SLIMSERVE_SERVE_CATALOG (default /tmp/serve/catalog) when one is built
+there; otherwise it builds the int8 ONNX tier of recipes/llama-tiers.yaml (and its fp32 reference) into a temporary
+catalog and benches it briefly, so the LiteLLM export has a measured price and quality.
 """
 
 from __future__ import annotations
@@ -15,25 +16,41 @@ import pytest
 
 pytestmark = pytest.mark.slow  # a real 135M model: seconds to load, tens of tokens per answer
 
-VARIANT = "smollm2-onnx-int4-gptq"
-CATALOG = Path(os.environ.get("SLIMSERVE_SERVE_CATALOG", "/tmp/serve/catalog"))
+PREBUILT = Path(os.environ.get("SLIMSERVE_SERVE_CATALOG", "/tmp/serve/catalog"))
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "llama-tiers.yaml"
+
+
+def _catalog(tmp: Path) -> tuple[Path, str]:
+    if (PREBUILT / "smollm2-onnx-int4-gptq" / "manifest.json").is_file():
+        return PREBUILT, "smollm2-onnx-int4-gptq"
+    import slimserve
+
+    name = "smollm2-onnx-int8"  # SmoothQuant int8: a short calibration, and near-lossless answers
+    slimserve.build(str(RECIPE), catalog=str(tmp), variants=["smollm2-fp32", name])  # fp32: the quality reference
+    slimserve.bench([name], catalog=str(tmp), target="onnx-cpu", limit=2, show=False, threads=2)
+    return tmp, name
 
 
 @pytest.fixture(scope="module")
-def url():
-    if not (CATALOG / VARIANT / "manifest.json").is_file():
-        pytest.skip(f"no {VARIANT} in {CATALOG} (see the module docstring)")
+def served(tmp_path_factory):
+    return _catalog(tmp_path_factory.mktemp("serve-catalog"))
+
+
+@pytest.fixture(scope="module")
+def url(served):
+    catalog, variant = served
     from slimserve.serve.app import create_app
     from slimserve.serve.server import ServeConfig
 
     from .serve_helpers import running
 
-    app, _ = create_app(ServeConfig(catalog=str(CATALOG), variants=[VARIANT], threads=2, context=512, record=False))
+    app, _ = create_app(ServeConfig(catalog=str(catalog), variants=[variant], threads=2, context=512, record=False))
     with running(app, timeout_s=300) as u:
         yield u
 
 
-def test_openai_client_streaming_and_not(url):
+def test_openai_client_streaming_and_not(url, served):
+    VARIANT = served[1]
     from openai import OpenAI
 
     c = OpenAI(base_url=url + "/v1", api_key="none")
@@ -50,7 +67,8 @@ def test_openai_client_streaming_and_not(url):
     assert [m.id for m in c.models.list()] == [VARIANT]
 
 
-def test_raw_http_as_curl_sends_it(url):
+def test_raw_http_as_curl_sends_it(url, served):
+    VARIANT = served[1]
     body = json.dumps({"model": VARIANT, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 12})
     r = httpx.post(
         url + "/v1/chat/completions", content=body, headers={"Content-Type": "application/json"}, timeout=120
@@ -58,18 +76,15 @@ def test_raw_http_as_curl_sends_it(url):
     assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"].strip()
 
 
-def test_litellm_router_from_the_catalog_export(url, tmp_path):
+def test_litellm_router_from_the_catalog_export(url, served, tmp_path):
+    CATALOG, VARIANT = served
     import yaml
 
     import slimserve.router as router
-    from slimserve.errors import UserError
 
     rules = tmp_path / "tiers.yaml"  # one tier: the int4 variant alone does not meet the stock small/base floors
     rules.write_text("version: 1\nmetric: top1\ntiers:\n  - {name: nano, floor: 0.5}\n")
-    try:
-        out = router.export("litellm", tmp_path / "router.yaml", catalog=CATALOG, api_base=url + "/v1", rules=rules)
-    except UserError as e:
-        pytest.skip(f"the catalog has no priced targets to export ({e}); run `slimserve bench {VARIANT}` first")
+    out = router.export("litellm", tmp_path / "router.yaml", catalog=CATALOG, api_base=url + "/v1", rules=rules)
     cfg = yaml.safe_load(out.read_text())
     import litellm
 
