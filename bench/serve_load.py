@@ -62,7 +62,7 @@ def start_slimserve(args, slots: int) -> tuple[subprocess.Popen, str, str, list[
     port = free_port()
     cmd = [sys.executable, "-m", "slimserve", "serve", args.variant, "--catalog", args.catalog, "--target",
            "onnx-cpu", "--threads", str(args.threads), "--port", str(port), "--max-batch", str(slots),
-           "--max-queue", str(args.max_queue), "--context", "512"]  # fmt: skip
+           "--max-queue", str(args.max_queue), "--context", "512", "--prefill-tokens", str(args.prefill_tokens)]  # fmt: skip
     return subprocess.Popen(cmd, stderr=subprocess.DEVNULL), f"http://127.0.0.1:{port}", args.variant, cmd
 
 
@@ -214,6 +214,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--slots", type=int, default=16, help="batch slots of both servers")
     ap.add_argument("--max-queue", type=int, default=32, help="slimserve's bounded queue (429 past it)")
+    ap.add_argument("--prefill-tokens", type=int, default=64, help="slimserve's prompt tokens per decode step")
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--concurrency", default="1,4,16,64")
