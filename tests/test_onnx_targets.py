@@ -17,9 +17,9 @@ def test_supports_explains_format_mismatch():
     cpu = get_target("onnx-cpu")
     assert "not 'onnx'" in cpu.supports({"format": "compressed-tensors"})
     assert cpu.supports({"format": "onnx", "steps": [{"kind": "export", "settings": {"graph": "fused"}}]}) is None
-    assert "optimum" in cpu.supports(
-        {"format": "onnx", "steps": [{"kind": "export", "settings": {"graph": "optimum"}}]}
-    )
+    assert cpu.supports({"format": "onnx", "steps": [{"kind": "export", "settings": {"graph": "optimum"}}]}) is None
+    why = cpu.supports({"format": "onnx", "steps": [{"kind": "export", "settings": {"graph": "other"}}]})
+    assert "fused, optimum" in why
     assert "onnx-static" in get_target("neuron-static").supports({"format": "onnx"})
     assert get_target("neuron-static").supports({"format": "onnx-static"}) is None
 

@@ -53,15 +53,35 @@ def export_fused(model, out_dir: Path, plan, *, accuracy_level: int = 4) -> Path
     return path
 
 
+OPTIMUM_TASK = "text-generation-with-past"
+
+
+def optimum_model_types() -> list[str]:
+    """The model types optimum-onnx (as installed) exports for `text-generation-with-past`."""
+    import optimum.exporters.onnx.model_configs  # noqa: F401 (registers the configs with the TasksManager)
+    from optimum.exporters.tasks import TasksManager
+
+    return sorted(TasksManager.get_supported_model_type_for_task(OPTIMUM_TASK, exporter="onnx"))
+
+
 def export_optimum(model, out_dir: Path, *, opset: int = 18) -> Path:
     """optimum-onnx's `text-generation-with-past` export of the in-memory model (so earlier steps are kept)."""
     try:
         from optimum.exporters.onnx import onnx_export_from_model
     except ImportError as e:
         raise DependencyError("optimum-onnx", "the optimum ONNX export") from e
+    mt = getattr(model.config, "model_type", "?")
+    supported = optimum_model_types()
+    if mt not in supported and mt.replace("_", "-") not in supported:
+        raise UserError(
+            f"optimum-onnx does not export model_type '{mt}' for {OPTIMUM_TASK}",
+            field="export.graph",
+            allowed=supported,
+            hint="graph: fused covers llama and mistral; other architectures need a newer optimum-onnx",
+        )
     with tempfile.TemporaryDirectory(dir=out_dir.parent if out_dir.parent.exists() else None) as tmp:
         try:
-            onnx_export_from_model(model, Path(tmp), task="text-generation-with-past", opset=opset, do_validation=False)
+            onnx_export_from_model(model, Path(tmp), task=OPTIMUM_TASK, opset=opset, do_validation=False)
         except (ValueError, KeyError) as e:
             raise UserError(f"optimum-onnx cannot export this model: {e}", field="export.graph") from e
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -95,27 +115,48 @@ def untie_lm_head(model_proto) -> str | None:
     return None
 
 
-def quantize_optimum_nbits(
-    path: Path, *, bits: int, block_size: int, symmetric: bool, accuracy_level: int
-) -> list[str]:
-    """MatMulNBits int4/int8 over a stock optimum graph, lm_head included (untied first); quantized node names."""
-    import onnx
+def lm_head_node(model_proto) -> str | None:
+    """Name of the MatMul that writes the graph's `logits` output (optimum's lm_head), if there is one."""
+    return next((n.name for n in model_proto.graph.node if n.op_type == "MatMul" and "logits" in n.output), None)
 
+
+def _nbits_pass(model_proto, *, bits: int, block_size: int, symmetric: bool, accuracy_level: int, **select):
     try:
         from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
     except ImportError as e:
         raise DependencyError("onnx-ir", "ONNX Runtime's MatMulNBits quantizer") from e
-    model = onnx.load(str(path))
-    untie_lm_head(model)
     qcfg = DefaultWeightOnlyQuantConfig(
         block_size=block_size, is_symmetric=symmetric, accuracy_level=accuracy_level, bits=bits
     )
-    q = MatMulNBitsQuantizer(model, algo_config=qcfg)
+    q = MatMulNBitsQuantizer(model_proto, algo_config=qcfg, **select)
     q.process()
-    out = q.model.model
-    names = [n.name for n in out.graph.node if n.op_type == "MatMulNBits"]
+    return q.model.model
+
+
+def quantize_optimum_nbits(
+    path: Path, *, bits: int, block_size: int, symmetric: bool, accuracy_level: int, head_bits: int | None = None
+) -> dict[str, dict]:
+    """MatMulNBits over a stock optimum graph: every MatMul at `bits`, the lm_head (untied first) at head_bits
+    (symmetric when 8, like the fused graph's), or kept float when head_bits is None; {node name: its grid}."""
+    import onnx
+
+    model = onnx.load(str(path))
+    untie_lm_head(model)
+    head = lm_head_node(model)
+    grid = {"block_size": block_size, "grid": "rtn"}
+    out = _nbits_pass(model, bits=bits, block_size=block_size, symmetric=symmetric, accuracy_level=accuracy_level,
+                      nodes_to_exclude=[head] if head else [])  # fmt: skip
+    layers = {
+        n.name: {"bits": bits, "symmetric": symmetric, **grid} for n in out.graph.node if n.op_type == "MatMulNBits"
+    }
+    if head and head_bits is not None:
+        sym = symmetric or head_bits == 8
+        out = _nbits_pass(out, bits=head_bits, block_size=block_size, symmetric=sym, accuracy_level=accuracy_level,
+                          nodes_to_include=[head])  # fmt: skip
+        layers.update({n.name: {"bits": head_bits, "symmetric": sym, **grid} for n in out.graph.node
+                       if n.op_type == "MatMulNBits" and n.name not in layers})  # fmt: skip
     data = path.with_name(path.name + "_data")
     if data.exists():
         data.unlink()
     save_model(out, path.parent, path.name, data.name)
-    return names
+    return layers

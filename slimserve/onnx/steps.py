@@ -117,7 +117,7 @@ def apply_onnx(model, cfg: OnnxExportConfig, ctx: StepContext):
     """Export into ctx.work_dir (temporary; the build renames it into place, so nothing is half-written)."""
     import time
 
-    from .export import export_fused, export_optimum, quantize_optimum_nbits
+    from .export import export_fused, export_optimum
     from .quantize import WEIGHT_BITS, WeightPlan
 
     _check_dir_empty_of_onnx(ctx)
@@ -130,12 +130,7 @@ def apply_onnx(model, cfg: OnnxExportConfig, ctx: StepContext):
     else:
         path = export_optimum(model, out)
         if cfg.weights in WEIGHT_BITS:
-            bits = WEIGHT_BITS[cfg.weights]
-            names = quantize_optimum_nbits(
-                path, bits=bits, block_size=cfg.block_size, symmetric=cfg.symmetric, accuracy_level=cfg.accuracy_level
-            )
-            for n in names:
-                ctx.layers[n] = {"bits": bits, "block_size": cfg.block_size, "symmetric": cfg.symmetric, "grid": "rtn"}
+            _quantize_optimum(model, path, cfg, ctx)
     ctx.artifact_format = "onnx"
     ctx.records.update(
         {
@@ -147,6 +142,23 @@ def apply_onnx(model, cfg: OnnxExportConfig, ctx: StepContext):
         }
     )
     return model
+
+
+def _quantize_optimum(model, path, cfg: OnnxExportConfig, ctx: StepContext) -> None:
+    """MatMulNBits over the optimum graph; what it leaves float (embedding, maybe lm_head) goes to ctx.skipped."""
+    from ..quant.base import get_qparams
+    from .export import quantize_optimum_nbits
+    from .quantize import WEIGHT_BITS
+
+    if any(get_qparams(m) is not None for m in model.modules()):  # the fused graph would keep the step's codes
+        ctx.records["grid_note"] = "graph: optimum rounds an earlier quantize step's weights again with MatMulNBits"
+    head_bits = (cfg.lm_head_bits or 8) if cfg.quantize_lm_head else None
+    layers = quantize_optimum_nbits(path, bits=WEIGHT_BITS[cfg.weights], block_size=cfg.block_size,
+                                    symmetric=cfg.symmetric, accuracy_level=cfg.accuracy_level, head_bits=head_bits)  # fmt: skip
+    ctx.layers.update(layers)
+    if head_bits is None:
+        ctx.skip("lm_head", "quantize_lm_head: false (lm_head stays a float MatMul)")
+    ctx.skip("model.embed_tokens", "graph: optimum keeps the embedding Gather float32 (graph: fused quantizes it)")
 
 
 def _op_counts(path) -> dict[str, int]:

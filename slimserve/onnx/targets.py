@@ -23,6 +23,10 @@ def _tokenizer(path: Path):
     return AutoTokenizer.from_pretrained(path)
 
 
+# The `export: {graph: ...}` values an ONNX Runtime target has a decode loop for (OrtRunner, OptimumGraphRunner).
+GRAPHS = ("fused", "optimum")
+
+
 class _OrtTarget(Target):
     provider = "CPUExecutionProvider"
 
@@ -40,23 +44,29 @@ class _OrtTarget(Target):
         m = Manifest.of(manifest)
         if m.format != "onnx":
             return f"artifact format '{m.format}' is not 'onnx' (add `export: {{format: onnx}}` to the variant's steps)"
-        if m.graph != "fused":
-            return "graph 'optimum' runs in optimum's ORTModelForCausalLM only; export with graph: fused to benchmark"
+        if m.graph not in GRAPHS:
+            return f"graph '{m.graph}' has no ONNX Runtime loop here (graphs: {', '.join(GRAPHS)})"
         return None
 
     def load(self, path: Path, manifest: dict[str, Any], threads: int | None = None):
+        """The fused graph's IO-binding loop, or the optimum graph's present-to-past loop, as the manifest says."""
+        from .optimum_runner import OptimumGraphRunner
         from .runtime import OrtRunner
 
         path = Path(path)
-        model_file = Manifest.of(manifest).model_file
-        return OrtRunner(path / model_file, _tokenizer(path), device=self.device, threads=threads)
+        m = Manifest.of(manifest)
+        runner = OrtRunner if m.graph == "fused" else OptimumGraphRunner
+        return runner(path / m.model_file, _tokenizer(path), device=self.device, threads=threads)
 
 
 @TARGETS.register("onnx-cpu")
 class OnnxCPU(_OrtTarget):
     name = "onnx-cpu"
     device = "cpu"
-    description = "ONNX Runtime CPU, fused GQA graph, IO-binding loop with an in-place KV cache"
+    description = (
+        "ONNX Runtime CPU: the fused GQA graph's IO-binding loop with an in-place KV cache, or the stock optimum "
+        "graph's loop (presents fed back as the next step's past)"
+    )
 
 
 @TARGETS.register("onnx-cuda")
@@ -72,7 +82,9 @@ class OnnxCUDA(_OrtTarget):
 
     def supports(self, manifest: dict[str, Any]) -> str | None:
         why = super().supports(manifest)
-        if why is None:  # every fused graph slimserve writes today keeps float32 activations
+        if why is None and Manifest.of(manifest).graph == "optimum":
+            why = "the optimum-graph loop keeps its cache on the host and has not been run on CUDA; use onnx-cpu"
+        elif why is None:  # every fused graph slimserve writes today keeps float32 activations
             why = (
                 "the fused graph is float32 and ONNX Runtime's CUDA GroupQueryAttention runs float16/bfloat16 only "
                 "(a float16 export is not implemented yet); use onnx-cpu"
