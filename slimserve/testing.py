@@ -71,10 +71,10 @@ def tiny_llama(seed: int = 0, vocab_size: int = 256, **config_overrides):
 
 
 def make_tiny_llama(out: str | Path, seed: int = 0, **config_overrides) -> Path:
-    """Save a random tiny Llama (fp32 safetensors) and its tokenizer into `out`."""
+    """Save a random tiny Llama (fp32 safetensors) and its tokenizer into `out` (vocab_size: at least the tokenizer's)."""
     out = Path(out)
     tok = tiny_tokenizer()
-    model = tiny_llama(seed, len(tok), **config_overrides)
+    model = tiny_llama(seed, max(len(tok), config_overrides.pop("vocab_size", 0)), **config_overrides)
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     return out

@@ -228,3 +228,22 @@ def test_auto_target_runs_each_variant_where_its_artifact_runs(tmp_path, tiny_ll
     # scored against the PyTorch reference on the same windows: int8 weights stay close
     assert onnx.quality.kld < 0.01 and onnx.gate["status"] == "passed" and onnx.speed.decode_tok_s.p50 > 0
     assert any("against tiny-fp32 run on 'cpu'" in n for n in onnx.notes), onnx.notes
+
+
+def test_a_catalog_with_two_bases_scores_each_variant_against_its_own_reference(tmp_path, tiny_llama_dir):
+    from slimserve.testing import make_tiny_llama
+
+    from .bench_helpers import write_manifest
+
+    root = make_catalog(tmp_path / "cat", tiny_llama_dir, {"tiny-noisy": 0.05})
+    other = make_tiny_llama(root / "other-fp32", seed=7, vocab_size=352)  # another model, another vocabulary width
+    m = write_manifest(other, "other-fp32", reference=True)
+    m["base"] = {"source": "other", "source_hash": "1", "config": {}}
+    (other / "manifest.json").write_text(json.dumps(m))
+    text = tmp_path / "eval.txt"
+    text.write_text(long_text())
+    recs = {r.variant: r for r in bench(catalog=root, eval_text=text, eval_mc=None, show=False, **QUICK)}
+    assert set(recs) == {"tiny-fp32", "tiny-noisy", "other-fp32"}
+    assert recs["other-fp32"].quality.kld == 0.0 and recs["other-fp32"].quality.top1 == 1.0  # its own reference
+    assert recs["tiny-noisy"].quality.kld > 0 and recs["tiny-noisy"].quality.ref_ppl == recs["tiny-fp32"].quality.ppl
+    assert recs["other-fp32"].run_id != recs["tiny-noisy"].run_id  # one run per base

@@ -118,7 +118,7 @@ def run(
     live = log is None and not cfg.json_output and sys.stderr.isatty()
     if log is None:
         log = (lambda m: print(m, file=sys.stderr, flush=True)) if not cfg.json_output else (lambda m: None)
-    plans = [prepare(c, log, command) for c in per_target(cfg)]
+    plans = [p for c in per_target(cfg) for p in prepare(c, log, command)]
     records: list[BenchRecord] = []
     for p in plans:
         records += _execute(p, show=show and len(plans) == 1, log=log, live=live)
@@ -152,9 +152,15 @@ def _execute(p: BenchPlan, *, show: bool, log: Callable[[str], None], live: bool
     return records
 
 
-def prepare(cfg: BenchConfig, log: Callable[[str], None], command: str | None = None) -> BenchPlan:
+def base_key(row: Any) -> str | None:
+    """What identifies a variant's base model: its source hash (variants of one base share a reference)."""
+    return (row.manifest.get("base") or {}).get("source_hash")
+
+
+def prepare(cfg: BenchConfig, log: Callable[[str], None], command: str | None = None) -> list[BenchPlan]:
     """Resolve and check everything a run needs (target, prices, profile, catalog rows, eval text) before any
-    measuring: whatever can be wrong with the input fails here, not after minutes of work."""
+    measuring: whatever can be wrong with the input fails here, not after minutes of work. One plan per base model
+    among the variants: each is scored against its own base's reference (a catalog may hold several bases)."""
     from ..catalog import Catalog
     from ..data import read_text
 
@@ -178,12 +184,17 @@ def prepare(cfg: BenchConfig, log: Callable[[str], None], command: str | None = 
     suites = mc_suites(qcfg, cfg.eval_mc) if cfg.quality else {}
     text_sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
     _check_text_length(rows, text, text_src, scfg, qcfg, speed=cfg.speed, quality=cfg.quality, text_sha=text_sha)
-    ref = next((v for v in cat.variants() if v.manifest.get("reference")), None)
     from ..artifact.verify import verify_variant
 
+    refs = {base_key(v): v for v in reversed(cat.variants()) if v.manifest.get("reference")}  # first one wins
+    groups: dict[str | None, list] = {}
+    for r in rows:
+        groups.setdefault(base_key(r), []).append(r)
     # Before any measuring: a changed file would give a meaningless number (--no-verify skips the hashes).
-    for r in rows + ([ref] if ref is not None and ref.name not in {r.name for r in rows} else []):
-        verify_variant(r.path, r.manifest, verify=cfg.verify)
+    for key, grp in groups.items():
+        ref = refs.get(key)
+        for r in grp + ([ref] if ref is not None and ref.name not in {r.name for r in grp} else []):
+            verify_variant(r.path, r.manifest, verify=cfg.verify)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     fp = fingerprint(
@@ -203,11 +214,14 @@ def prepare(cfg: BenchConfig, log: Callable[[str], None], command: str | None = 
         "load_avg": None,  # stamped when the run starts
         "variants": [r.name for r in rows],
     }
-    return BenchPlan(
-        cfg=cfg, tgt=tgt, scfg=scfg, qcfg=qcfg, root=Path(cat.root), rows=rows, ref=ref, text=text,
-        text_src=text_src, text_sha=text_sha, suites=suites, price=price, fingerprint=fp, config=config,
-        notes={r.name: [] for r in rows},
-    )  # fmt: skip
+    return [
+        BenchPlan(
+            cfg=cfg, tgt=tgt, scfg=scfg, qcfg=qcfg, root=Path(cat.root), rows=grp, ref=refs.get(key), text=text,
+            text_src=text_src, text_sha=text_sha, suites=suites, price=price, fingerprint=fp,
+            config={**config, "variants": [r.name for r in grp]}, notes={r.name: [] for r in grp},
+        )
+        for key, grp in groups.items()
+    ]  # fmt: skip
 
 
 def make_records(
