@@ -30,6 +30,7 @@ from ..serve.protocol import (
     ProtocolError,
     check_api_key,
     install_error_handlers,
+    install_request_counter,
     parse_request,
 )
 from . import config as C
@@ -232,12 +233,7 @@ def create_app(gw: Gateway):
     app = FastAPI(title="slimserve gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def count(request: Request, call_next):
-        response = await call_next(request)
-        path = request.url.path if request.url.path in ROUTES else "other"
-        gw.metrics.http.labels(path, str(response.status_code)).inc()
-        return response
+    install_request_counter(app, gw.metrics.http, ROUTES)
 
     @app.get("/health")
     async def health():

@@ -34,6 +34,7 @@ from .protocol import (
     Usage,
     check_api_key,
     install_error_handlers,
+    install_request_counter,
     new_id,
     now,
     parse_request,
@@ -361,12 +362,7 @@ def create_app(cfg: ServeConfig, *, endpoint: str | None = None, preloaded: list
     app = FastAPI(title="slimserve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def count(request: Request, call_next):
-        response = await call_next(request)
-        path = request.url.path if request.url.path in ROUTES else "other"
-        state.metrics.requests.labels(path, str(response.status_code)).inc()
-        return response
+    install_request_counter(app, state.metrics.requests, ROUTES)
 
     @app.get("/health")
     async def health():

@@ -136,6 +136,18 @@ def check_api_key(expected: str | None, headers) -> None:
         )
 
 
+def install_request_counter(app, counter, routes) -> None:
+    """Count every HTTP answer in `counter` (a Prometheus Counter labelled path, status); paths outside `routes` count
+    as "other", so a scan of random URLs cannot grow the label set."""
+
+    @app.middleware("http")
+    async def count(request, call_next):
+        response = await call_next(request)
+        path = request.url.path if request.url.path in routes else "other"
+        counter.labels(path, str(response.status_code)).inc()
+        return response
+
+
 def install_error_handlers(app) -> None:
     """Render ProtocolError, FastAPI's validation errors and unexpected exceptions in OpenAI's shape (no 422s)."""
     from fastapi.exceptions import RequestValidationError
