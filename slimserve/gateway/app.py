@@ -270,19 +270,12 @@ def create_app(gw: Gateway):
 def serve(config: str | Path, *, host: str = "127.0.0.1", port: int = 8100, api_key: str | None = None,
           catalog: Any = None, max_concurrency: int = 64, max_waiting: int = 256) -> None:  # fmt: skip
     """Run the gateway until SIGTERM / Ctrl-C (what `slimserve route serve` calls)."""
-    import socket
-
     import uvicorn
+
+    from ..serve.run import bind
 
     gw = build_gateway(config, catalog=catalog, api_key=api_key, max_concurrency=max_concurrency,
                        max_waiting=max_waiting)  # fmt: skip
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as e:
-        raise UserError(f"cannot listen on {host}:{port} ({e.strerror})", field="--port") from e
-    h, p = sock.getsockname()[:2]
-    shown = f"[{h}]" if ":" in h else h
-    print(f"gateway listening on http://{shown}:{p}/v1 (models: {', '.join(gw.model_names())})", file=sys.stderr)
+    sock, url = bind(host, port)
+    print(f"gateway listening on {url}/v1 (models: {', '.join(gw.model_names())})", file=sys.stderr)
     uvicorn.Server(uvicorn.Config(create_app(gw), log_level="warning", access_log=False)).run(sockets=[sock])
