@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..bench.runner import GenResult
+from ..errors import UserError
 
 
 class CacheLayout(Protocol):
@@ -51,6 +52,16 @@ def pick_token(logits: np.ndarray, do_sample: bool, temperature: float, top_p: f
             pb /= pb.sum()
         out[b] = rng.choice(pb.shape[0], p=pb)
     return out
+
+
+def check_lengths(prompt_len: int, max_new_tokens: int, max_positions: int | None) -> None:
+    """What every runner's generate() refuses before decoding: no new tokens, or more positions than the model has."""
+    if max_new_tokens < 1:
+        raise ValueError("max_new_tokens must be at least 1")
+    if max_positions and prompt_len + max_new_tokens > max_positions:
+        raise UserError(
+            f"prompt ({prompt_len}) + max_new_tokens ({max_new_tokens}) exceeds the model's {max_positions} positions"
+        )
 
 
 def decode(

@@ -18,7 +18,7 @@ import torch
 
 from ..bench.runner import GenResult, RssPeakMemory
 from ..errors import UserError
-from .decode import decode
+from .decode import check_lengths, decode
 from .runtime import GraphInfo, _max_positions, make_session
 
 
@@ -77,13 +77,7 @@ class OptimumGraphRunner(RssPeakMemory):
     ) -> GenResult:
         """As OrtRunner.generate: same-length prompts [B, T], max_new_tokens each (early stop only at eos_token_id)."""
         ids = input_ids.cpu().numpy().astype(np.int64)
-        if max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be at least 1")
-        t = ids.shape[1]
-        if self.max_positions and t + max_new_tokens > self.max_positions:
-            raise UserError(
-                f"prompt ({t}) + max_new_tokens ({max_new_tokens}) exceeds the model's {self.max_positions} positions"
-            )
+        check_lengths(ids.shape[1], max_new_tokens, self.max_positions)
         return decode(_Presents(self, ids), max_new_tokens, do_sample=do_sample, temperature=temperature,
                       top_p=top_p, eos_token_id=eos_token_id, on_step=on_step, seed=seed, on_token=on_token)  # fmt: skip
 

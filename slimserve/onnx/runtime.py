@@ -17,7 +17,7 @@ import torch
 
 from ..bench.runner import GenResult, RssPeakMemory
 from ..errors import UserError
-from .decode import decode, pick_token  # noqa: F401 (pick_token re-export)
+from .decode import check_lengths, decode, pick_token  # noqa: F401 (pick_token re-export)
 from .graph import ALL_POSITIONS, LOGITS_RANGE
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -174,12 +174,7 @@ class OrtRunner(RssPeakMemory):
         """
         ids = np.ascontiguousarray(input_ids.cpu().numpy().astype(np.int64))
         b, t = ids.shape
-        if max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be at least 1")
-        if self.max_positions and t + max_new_tokens > self.max_positions:
-            raise UserError(
-                f"prompt ({t}) + max_new_tokens ({max_new_tokens}) exceeds the model's {self.max_positions} positions"
-            )
+        check_lengths(t, max_new_tokens, self.max_positions)
         layout = _SharedKV(self, ids, t + max_new_tokens)
         return decode(layout, max_new_tokens, do_sample=do_sample, temperature=temperature, top_p=top_p,
                       eos_token_id=eos_token_id, on_step=on_step, seed=seed, on_token=on_token)  # fmt: skip
