@@ -11,6 +11,7 @@ Each bench run is also written as `.runs/<run_id>.json`, so the history survives
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -88,6 +89,17 @@ def check_name(name: str, *, field: str = "name", file: str | None = None) -> st
     return name
 
 
+@contextlib.contextmanager
+def _open_lock(path: Path):
+    """An exclusive advisory lock held while a catalog is checked and reconciled on open."""
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 class Catalog:
     def __init__(self, root: Path):
         self.root = root
@@ -108,12 +120,15 @@ class Catalog:
         if not os.access(root, os.W_OK):  # read-only: work on a private copy of the index (list, show, verify)
             cat.readonly = True
             cat._private_index()
+            cat.ensure_schema(SCHEMA)
+            cat._reconcile()
         else:
-            cat._check_index()
-        cat.ensure_schema(SCHEMA)
-        if not cat.readonly:
-            cat._clean_staging()
-        cat._reconcile()
+            # Two processes opening at once must not judge each other's half-created index as damaged.
+            with _open_lock(root / f"{INDEX}.lock"):
+                cat._check_index()
+                cat.ensure_schema(SCHEMA)
+                cat._clean_staging()
+                cat._reconcile()
         if cat.recovered:
             log.warning(cat.recovered)
         return cat

@@ -90,6 +90,46 @@ def test_two_concurrent_builds_both_land(tiny_llama_dir, tmp_path):
     assert all((v.path / "manifest.json").is_file() for v in cat.variants())
 
 
+SLOW_CREATE = """
+import sqlite3, sys, time
+from pathlib import Path
+from slimserve import catalog as C
+orig = C.Catalog.ensure_schema
+def slow(self, sql):  # stop between the WAL header and the tables, as a slow first open would
+    con = sqlite3.connect(self.index)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.close()
+    Path(sys.argv[2]).touch()
+    time.sleep(1.5)
+    orig(self, sql)
+C.Catalog.ensure_schema = slow
+cat = C.Catalog.open(sys.argv[1])
+print(cat.recovered, cat.names())
+"""
+OPEN_AFTER = """
+import sys, time
+from pathlib import Path
+from slimserve.catalog import Catalog
+while not Path(sys.argv[2]).exists():
+    time.sleep(0.01)
+cat = Catalog.open(sys.argv[1])
+print(cat.recovered, cat.names())
+"""
+
+
+def test_a_catalog_opened_while_another_process_creates_it_is_not_judged_damaged(tmp_path):
+    """Regression (a CI failure): a second build saw the first one's half-created index (WAL header, no tables yet)
+    as damaged, moved it aside, and the first then found no tables."""
+    root, ready = tmp_path / "cat", tmp_path / "ready"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(root), str(ready)], stdout=subprocess.PIPE, text=True)
+        for code in (SLOW_CREATE, OPEN_AFTER)
+    ]
+    outs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0] and outs == ["None []", "None []"], outs
+    assert not list(root.glob("index.sqlite.corrupt-*"))
+
+
 def test_killed_build_leaves_catalog_as_it_was(tiny_llama_dir, tmp_path):
     cat_dir = tmp_path / "cat"
     slimserve.build(_recipe(tmp_path, tiny_llama_dir, "a"), catalog=cat_dir)
