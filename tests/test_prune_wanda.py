@@ -49,3 +49,20 @@ def test_nm_pattern_not_dividing_input_dim_is_rejected_before_any_change(tmp_pat
 def test_bad_patterns_fail_validation(bad):
     with pytest.raises(ValidationError):
         wanda.WandaConfig(**bad)
+
+
+def test_pruned_variant_records_its_calibration_windows_for_the_bench(tmp_path):
+    """The bench refuses to score a variant on the windows it calibrated on; that needs the text's hash and range."""
+    import hashlib
+
+    from slimserve.bench.quality import calibration_overlap
+
+    text = write_text(tmp_path)
+    ctx = context(tmp_path)
+    wanda.apply(tiny_llama(), wanda.WandaConfig(sparsity=0.25, calibration=calib(text)), ctx)
+    cal = ctx.records["calibration"]
+    sha = hashlib.sha256(open(text, encoding="utf-8").read().encode("utf-8")).hexdigest()
+    assert cal["text_sha256"] == sha and cal["token_range"] == [0, cal["tokens"]] and cal["tokens"] > 0
+    manifest = {"steps": [{"kind": "prune", "records": ctx.records}]}
+    assert "calibrated (calibration) on tokens [0," in calibration_overlap(manifest, sha, (0, 8))
+    assert calibration_overlap(manifest, sha, (cal["tokens"], cal["tokens"] + 8)) is None

@@ -166,7 +166,7 @@ def apply(model, cfg: StructuredConfig, ctx: StepContext):
             "num_attention_heads": config.num_attention_heads,
             "num_key_value_heads": config.num_key_value_heads,
             "dropped_kv_groups": dropped_groups,
-            "calibration": {**cfg.calibration.model_dump(), "tokens": run.tokens},
+            "calibration": {**ctx.records["calibration"], "tokens": run.tokens},  # keeps hash + range
         }
     )
     if cfg.recovery:

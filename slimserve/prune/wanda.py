@@ -78,7 +78,7 @@ def apply(model, cfg: WandaConfig, ctx: StepContext):
             "pattern": cfg.pattern,
             "sparsity": round(zeros / max(counts["total"], 1), 4),
             "zeroed_weights": zeros,
-            "calibration": {**cfg.calibration.model_dump(), "tokens": run.tokens},
+            "calibration": {**ctx.records["calibration"], "tokens": run.tokens},  # keeps hash + range
         }
     )
     if cfg.recovery:
