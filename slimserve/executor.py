@@ -26,6 +26,9 @@ from typing import Any
 from .errors import DependencyError, UserError, flag
 
 CONNECT_TIMEOUT_S = 3.0
+# Ray reads this once, when it is imported: "0" makes a Ray instance started here take 127.0.0.1 as its node address
+# instead of the first network interface's, so `--ray local` listens and talks on loopback only.
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,8 @@ def connect(address: str) -> Any:
     """The ray module, connected to `address`: host:port of a head node, ray://host:port (Ray Client), auto (the
     cluster this machine belongs to) or local (a Ray instance started here). A head that does not answer is an
     error within CONNECT_TIMEOUT_S seconds, naming the address."""
+    if address == "local":
+        os.environ.setdefault(LOOPBACK_ENV, "0")
     try:
         import ray
     except ImportError:

@@ -8,6 +8,8 @@ from slimserve.testing import make_tiny_llama
 
 # litellm fetches its model price map from GitHub at import unless told to use its bundled copy (no network here)
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# Ray clusters started by the tests listen on 127.0.0.1, not on the machine's network interface (read at ray import)
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 
 @pytest.fixture(scope="session")

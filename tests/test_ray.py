@@ -2,6 +2,9 @@
 local build, a dead address fails within seconds, resources no node has fail before anything is written."""
 
 import json
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -25,8 +28,11 @@ TWO = (
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1")
-    yield ray.get_runtime_context().gcs_address
+    ray.init(num_cpus=2, include_dashboard=False)
+    address = ray.get_runtime_context().gcs_address
+    assert address.startswith("127.0.0.1:"), f"the test cluster must stay on loopback, it took {address}"
+    assert {n["NodeManagerAddress"] for n in ray.nodes()} == {"127.0.0.1"}
+    yield address
     ray.shutdown()
 
 
@@ -96,3 +102,18 @@ def test_executor_refuses_an_impossible_label(cluster):
 
     with pytest.raises(UserError, match="neuron 1"):
         RayExecutor(cluster).check_feasible(Job(len, [], {"CPU": 1, "neuron": 1}, label="x"))
+
+
+def test_ray_local_starts_its_instance_on_loopback():
+    """`--ray local` must not listen on the machine's network interface (a fresh process: Ray reads it at import)."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    code = (
+        "from slimserve.executor import connect\n"
+        "ray = connect('local')\n"
+        "print(ray.get_runtime_context().gcs_address, *sorted({n['NodeManagerAddress'] for n in ray.nodes()}))\n"
+        "ray.shutdown()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    gcs, *nodes = out.stdout.strip().splitlines()[-1].split()
+    assert gcs.startswith("127.0.0.1:") and nodes == ["127.0.0.1"], out.stdout
