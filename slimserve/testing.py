@@ -1,4 +1,4 @@
-"""Tiny random Llama models for tests and examples: built from a config in seconds, offline."""
+"""Tiny random Llama and Gemma 3 models for tests and examples: built from a config in seconds, offline."""
 
 from __future__ import annotations
 
@@ -151,24 +151,34 @@ def tiny_gemma3_config(vocab_size: int, **overrides):
     return Gemma3TextConfig(**kw)
 
 
+def tiny_gemma3(seed: int = 0, vocab_size: int = 300, norm_std: float = 0.3, **config_overrides):
+    """A random tiny Gemma3ForCausalLM in memory (eval mode), its norm weights drawn from N(0, norm_std).
+
+    Gemma norms are (1 + w) with w initialised to 0: the spread tests that. norm_std 1.0 also keeps greedy decoding
+    of the tied model from repeating one token (the token's own embedding dominates its logits otherwise).
+    """
+    import torch
+    from transformers import Gemma3ForCausalLM
+
+    torch.manual_seed(seed)
+    model = Gemma3ForCausalLM(tiny_gemma3_config(vocab_size, **config_overrides)).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.normal_(0, norm_std)
+    return model
+
+
 def make_tiny_gemma3(out: str | Path, seed: int = 0, **config_overrides) -> Path:
     """Save a random tiny Gemma 3 (fp32 safetensors) with a Gemma tokenizer converted from a tiny GGUF vocabulary."""
     import tempfile
-
-    import torch
-    from transformers import Gemma3ForCausalLM
 
     from .gguf_tokenizer import end_of_turn_id, gguf_gemma_tokenizer
 
     out = Path(out)
     with tempfile.TemporaryDirectory() as tmp:
         tok = gguf_gemma_tokenizer(write_tiny_spm_gguf(Path(tmp) / "vocab.gguf"))
-    torch.manual_seed(seed)
-    model = Gemma3ForCausalLM(tiny_gemma3_config(len(tok), **config_overrides)).eval()
-    with torch.no_grad():  # Gemma norms are (1 + w) with w initialised to 0: give them some spread to test against
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.normal_(0, 0.3)
+    model = tiny_gemma3(seed, len(tok), **config_overrides)
     model.generation_config.eos_token_id = [tok.eos_token_id, end_of_turn_id(tok)]
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)

@@ -70,6 +70,8 @@ def export_optimum(model, out_dir: Path, *, opset: int = 18) -> Path:
         from optimum.exporters.onnx import onnx_export_from_model
     except ImportError as e:
         raise DependencyError("optimum-onnx", "the optimum ONNX export") from e
+    from .layers import SUPPORTED_MODEL_TYPES
+
     mt = getattr(model.config, "model_type", "?")
     supported = optimum_model_types()
     if mt not in supported and mt.replace("_", "-") not in supported:
@@ -77,7 +79,7 @@ def export_optimum(model, out_dir: Path, *, opset: int = 18) -> Path:
             f"optimum-onnx does not export model_type '{mt}' for {OPTIMUM_TASK}",
             field="export.graph",
             allowed=supported,
-            hint="graph: fused covers llama and mistral; other architectures need a newer optimum-onnx",
+            hint=f"graph: fused covers {', '.join(SUPPORTED_MODEL_TYPES)}; others need a newer optimum-onnx",
         )
     with tempfile.TemporaryDirectory(dir=out_dir.parent if out_dir.parent.exists() else None) as tmp:
         try:

@@ -4,7 +4,8 @@ The graph is whatever optimum-onnx traced for the model type (Gemma 3 included: 
 sliding-window layers and GELU-tanh MLP are plain ONNX ops there). It takes ``past_key_values.N.*`` and returns
 ``present.N.*`` one position longer, so each step feeds the previous step's presents back as OrtValues (no numpy copy,
 but the graph concatenates the cache every step), and it returns logits for every input position (no
-``logits_to_keep``). slimserve's fused graph avoids both; this loop exists for architectures it does not cover.
+``logits_to_keep``). slimserve's fused graph avoids both; this loop exists for architectures it does not cover
+(and to compare against it).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from ..quant.math import QParams, compute_qparams
 from ..quant.mixed import planned_bits
 from ..quant.search import search_qparams
 from ..steps import StepContext
-from .graph import EMBED
+from .nodes import EMBED
 from .packing import SUPPORTED_BITS, NBitsWeight, pack_nbits, pack_nbits_float_zero, pad_k
 
 NBITS_BLOCKS = (16, 32, 64, 128, 256)
