@@ -1,4 +1,4 @@
-"""Silence third-party progress bars that duplicate slimserve's own progress display.
+"""Silence third-party progress bars that duplicate slimserve's own progress display, and one misfiring warning.
 
 Each helper targets the `tqdm` of one named module, never tqdm as a whole, so every other bar still shows.
 """
@@ -8,7 +8,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import json
+import logging
+import re
 import threading
+from pathlib import Path
 
 # compressed-tensors packs/unpacks layer by layer under a 210-step bar; the build and load print one line instead
 CT_COMPRESSOR = "compressed_tensors.compressors.model_compressors.model_compressor"
@@ -55,3 +59,30 @@ def no_compression_bars():
 def no_gguf_bars():
     """Hide transformers' "Converting and de-quantizing GGUF tensors" bar."""
     return no_tqdm(GGUF_READER)
+
+
+# transformers 4.57.3-4.57.x warns "incorrect regex pattern" for *every* local folder saved by those versions; the
+# bug it names (and the fix it offers) concerns Mistral tokenizers only, so the warning is dropped for other models.
+MISTRAL_TYPES = ("mistral", "mistral3", "voxtral", "ministral", "pixtral")
+TOKENIZER_LOGGER = "transformers.tokenization_utils_base"
+_LOADING_FROM = re.compile(r"loading from '([^']+)'")
+
+
+class _MisfiredMistralRegexWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        found = _LOADING_FROM.search(msg) if "incorrect regex pattern" in msg else None
+        if found is None:
+            return True
+        try:
+            model_type = json.loads((Path(found.group(1)) / "config.json").read_text()).get("model_type")
+        except (OSError, ValueError, AttributeError):
+            return True  # cannot tell: keep the warning
+        return model_type in MISTRAL_TYPES
+
+
+def drop_misfired_tokenizer_warning() -> None:
+    """Install the filter above on transformers' tokenizer logger (idempotent); the CLI calls it once."""
+    logger = logging.getLogger(TOKENIZER_LOGGER)
+    if not any(isinstance(f, _MisfiredMistralRegexWarning) for f in logger.filters):
+        logger.addFilter(_MisfiredMistralRegexWarning())

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import GateRejected, UserError
+from ..quiet import drop_misfired_tokenizer_warning
 from ..registry import Registry
 
 # Command modules in help order; each registers its `register(subparsers)` with @COMMANDS.register(name). One whose
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    drop_misfired_tokenizer_warning()
     try:
         return int(args.func(args) or 0)
     except UserError as e:
