@@ -20,11 +20,13 @@ class _Records(logging.Handler):
 @pytest.fixture()
 def records():
     logger = logging.getLogger(TOKENIZER_LOGGER)
-    handler, filters = _Records(), list(logger.filters)
+    handler, filters, level = _Records(), list(logger.filters), logger.level
     logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)  # other tests may have turned transformers' verbosity down to errors
     yield handler.messages
     logger.removeHandler(handler)
     logger.filters[:] = filters
+    logger.setLevel(level)
 
 
 def _warn(folder):
