@@ -1,6 +1,6 @@
 """The catalog: one folder per variant plus a SQLite index (WAL) that later stages extend.
 
-A variant is built in `<root>/.staging/<name>-<pid>-<rand>/` and renamed into place only when
+A variant is built in `<root>/.staging/<name>-<pid>.<host>-<rand>/` and renamed into place only when
 complete; the index row is committed after the rename. The folders are the truth: rows whose
 folder is gone are dropped, and folders without a row or whose manifest differs from the row are indexed again
 when the catalog opens. A folder is a variant only if its manifest's name is its own folder name and a valid
@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
 import re
 import shutil
+import socket
 import sqlite3
 import tempfile
 from dataclasses import dataclass
@@ -30,6 +32,15 @@ STAGING = ".staging"
 RUNS = ".runs"  # one JSON file per bench run: the index's bench tables are rebuilt from them
 INDEX = "index.sqlite"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")  # recipe.NAME_PATTERN
+
+
+def _owner() -> str:
+    """`<pid>.<host>` for staging folder names: on a catalog that several machines mount, a pid is only checked
+    on the machine that wrote it (another machine's build is never judged dead and removed)."""
+    return f"{os.getpid()}.{_HOST}"
+
+
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 # Names the catalog keeps for itself: a variant with one of these names would overwrite the index or the reports.
 RESERVED = frozenset(
     {INDEX, f"{INDEX}-wal", f"{INDEX}-shm", f"{INDEX}-journal", "bench", "reports", "runs", "staging", "index"}
@@ -247,7 +258,7 @@ class Catalog:
         check_name(name)
         base = self.root / STAGING
         base.mkdir(exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f"{name}-{os.getpid()}-", dir=base))
+        tmp = Path(tempfile.mkdtemp(prefix=f"{name}-{_owner()}-", dir=base))
         try:
             yield tmp
         finally:
@@ -285,7 +296,7 @@ class Catalog:
     def remove(self, name: str) -> None:
         row = self.get(name)
         self.inside(row.path.name)
-        trash = self.root / STAGING / f"{name}-{os.getpid()}-removed"
+        trash = self.root / STAGING / f"{name}-{_owner()}-removed"
         (self.root / STAGING).mkdir(exist_ok=True)
         os.replace(row.path, trash)
         with self.transaction() as con:
@@ -355,9 +366,9 @@ class Catalog:
             return
         for d in base.iterdir():
             parts = d.name.rsplit("-", 2)
-            pid = int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
-            if pid is None or pid_alive(pid):
-                continue
+            pid, _, host = parts[1].partition(".") if len(parts) == 3 else ("", "", "")
+            if not pid.isdigit() or host not in ("", _HOST) or pid_alive(int(pid)):
+                continue  # not ours to judge, or still running ("" host: written before hosts were recorded)
             if d.name.endswith(".old") and NAME_RE.match(parts[0]) and not (self.root / parts[0]).exists():
                 os.replace(d, self.root / parts[0])
                 log.warning("restored variant %s from an interrupted replace", parts[0])

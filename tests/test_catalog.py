@@ -161,6 +161,26 @@ def test_killed_build_leaves_catalog_as_it_was(tiny_llama_dir, tmp_path):
     assert _snapshot(cat_dir) == before
 
 
+def test_opening_cleans_only_this_machines_dead_staging_folders(tmp_path):
+    """On a catalog several machines mount, a pid says nothing about another machine's build: its folder stays."""
+    from slimserve import catalog as C
+
+    Catalog.open(tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # a process that has exited
+    staging = tmp_path / ".staging"
+    folders = {
+        "mine-dead": staging / f"a-{pid}.{C._HOST}-x1",
+        "mine-alive": staging / f"b-{C._owner()}-x2",
+        "other-host": staging / f"c-{pid}.{'0' * 8 if C._HOST != '0' * 8 else '1' * 8}-x3",
+        "old-format": staging / f"d-{pid}-x4",
+    }
+    for d in folders.values():
+        d.mkdir(parents=True)
+    Catalog.open(tmp_path)
+    assert {k for k, d in folders.items() if d.exists()} == {"mine-alive", "other-host"}
+
+
 def test_index_follows_folders(tiny_llama_dir, tmp_path):
     cat_dir = tmp_path / "cat"
     slimserve.build(_recipe(tmp_path, tiny_llama_dir, "a", "b"), catalog=cat_dir)
