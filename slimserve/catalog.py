@@ -124,8 +124,8 @@ class Catalog:
         if not root.exists():
             if not create:
                 raise UserError(f"catalog '{root}' does not exist", hint="Build one with: slimserve build RECIPE")
-            root.mkdir(parents=True)
-        elif not root.is_dir():
+            root.mkdir(parents=True, exist_ok=True)  # two builds may create a new catalog at the same moment
+        if not root.is_dir():
             raise UserError(f"catalog path '{root}' is not a directory")
         cat = cls(root)
         if not os.access(root, os.W_OK):  # read-only: work on a private copy of the index (list, show, verify)

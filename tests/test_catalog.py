@@ -161,6 +161,17 @@ def test_killed_build_leaves_catalog_as_it_was(tiny_llama_dir, tmp_path):
     assert _snapshot(cat_dir) == before
 
 
+def test_a_catalog_another_build_creates_between_the_check_and_mkdir_opens(tmp_path, monkeypatch):
+    """Two builds into a new catalog: both see no folder, the second's mkdir must not fail (seen in a full run)."""
+    from pathlib import Path
+
+    root = tmp_path / "cat"
+    root.mkdir()  # what the other build just did
+    real_exists = Path.exists
+    monkeypatch.setattr(Path, "exists", lambda self, **kw: False if self == root else real_exists(self, **kw))
+    assert Catalog.open(root).names() == []
+
+
 def test_opening_cleans_only_this_machines_dead_staging_folders(tmp_path):
     """On a catalog several machines mount, a pid says nothing about another machine's build: its folder stays."""
     from slimserve import catalog as C
