@@ -4,6 +4,7 @@ llama-cpp-python. Same scenarios, quality windows and pricing as every other tar
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,13 @@ class LlamaCppCPU(Target):
 
             load_llama_cpp()
         except (OSError, RuntimeError, AttributeError) as exc:  # the shared library did not load
-            return f"llama-cpp-python does not load here: {exc}"
+            where = os.environ.get("LLAMA_CPP_LIB_PATH")
+            if where:
+                return f"llama-cpp-python does not load here: {exc} (LLAMA_CPP_LIB_PATH={where})"
+            hint = (
+                "installed without its own library (bench/llamacpp_shared.sh)? export LLAMA_CPP_LIB_PATH=DIR/build/bin"
+            )
+            return f"llama-cpp-python does not load here: {exc} ({hint})"
         return None
 
     def supports(self, manifest: dict[str, Any]) -> str | None:
