@@ -32,6 +32,7 @@ STAGING = ".staging"
 RUNS = ".runs"  # one JSON file per bench run: the index's bench tables are rebuilt from them
 INDEX = "index.sqlite"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")  # recipe.NAME_PATTERN
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
 def _owner() -> str:
@@ -40,7 +41,6 @@ def _owner() -> str:
     return f"{os.getpid()}.{_HOST}"
 
 
-_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 # Names the catalog keeps for itself: a variant with one of these names would overwrite the index or the reports.
 RESERVED = frozenset(
     {INDEX, f"{INDEX}-wal", f"{INDEX}-shm", f"{INDEX}-journal", "bench", "reports", "runs", "staging", "index"}

@@ -39,11 +39,8 @@ class LlamaCppCPU(Target):
             load_llama_cpp()
         except (OSError, RuntimeError, AttributeError) as exc:  # the shared library did not load
             where = os.environ.get("LLAMA_CPP_LIB_PATH")
-            if where:
-                return f"llama-cpp-python does not load here: {exc} (LLAMA_CPP_LIB_PATH={where})"
-            hint = (
-                "installed without its own library (bench/llamacpp_shared.sh)? export LLAMA_CPP_LIB_PATH=DIR/build/bin"
-            )
+            hint = f"LLAMA_CPP_LIB_PATH={where}" if where else (
+                "installed without its own library (bench/llamacpp_shared.sh)? export LLAMA_CPP_LIB_PATH=DIR/build/bin")  # fmt: skip
             return f"llama-cpp-python does not load here: {exc} ({hint})"
         return None
 
